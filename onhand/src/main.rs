@@ -6,6 +6,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret as _;
 
+mod ingest_cli;
+mod tail;
+
 #[derive(Debug, Parser)]
 #[command(name = "onhand", version, about = "Real-time multichannel inventory")]
 struct Cli {
@@ -24,6 +27,54 @@ enum Top {
     Streams {
         #[command(subcommand)]
         command: StreamsCommand,
+    },
+    /// Inventory events on the INVENTORY stream.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Commands for the ledger's JetStream ingest (what a WMS/ERP publishes).
+    Ingest {
+        #[command(subcommand)]
+        command: IngestCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Print each event as one line as it lands (ordered consumer; acks nothing).
+    Tail {
+        /// Subject filter inside the stream.
+        #[arg(long, default_value = tail::DEFAULT_SUBJECT)]
+        subject: String,
+        /// Start from the first event still in the stream, not only new ones.
+        #[arg(long)]
+        since_start: bool,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// The NATS server.
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IngestCommand {
+    /// Publish one command (JSON) with a Nats-Msg-Id and wait for the PubAck.
+    Publish {
+        /// `ingest.<source>.<command>`, e.g. `ingest.wms.receipt`.
+        #[arg(long)]
+        subject: String,
+        /// The Nats-Msg-Id header: dedupe and idempotency key.
+        #[arg(long)]
+        msg_id: String,
+        /// The JSON body, as the HTTP API takes it.
+        #[arg(long)]
+        data: String,
+        /// The NATS server.
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
     },
 }
 
@@ -81,10 +132,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(dir) => onhand_streams::Definitions::load_dir(&dir)?,
                 None => onhand_streams::Definitions::embedded(),
             };
-            let client = async_nats::connect(&nats_url)
-                .await
-                .with_context(|| format!("connecting to NATS at {nats_url}"))?;
-            let js = async_nats::jetstream::new(client);
+            let js = jetstream(&nats_url).await?;
             let report =
                 onhand_streams::apply(&js, &defs, onhand_streams::ApplyOptions { dry_run }).await?;
             #[allow(clippy::print_stdout)]
@@ -93,7 +141,55 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Top::Events {
+            command:
+                EventsCommand::Tail {
+                    subject,
+                    since_start,
+                    count,
+                    nats_url,
+                },
+        } => {
+            let shutdown = onhand_common::shutdown::on_signal();
+            let js = jetstream(&nats_url).await?;
+            let options = tail::TailOptions {
+                subject,
+                since_start,
+                count,
+            };
+            tail::run(&js, &options, shutdown, &mut std::io::stdout().lock()).await?;
+            Ok(())
+        }
+        Top::Ingest {
+            command:
+                IngestCommand::Publish {
+                    subject,
+                    msg_id,
+                    data,
+                    nats_url,
+                },
+        } => {
+            let js = jetstream(&nats_url).await?;
+            let options = ingest_cli::PublishOptions {
+                subject,
+                msg_id,
+                data,
+            };
+            let published = ingest_cli::publish(&js, &options).await?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{published}");
+            }
+            Ok(())
+        }
     }
+}
+
+async fn jetstream(nats_url: &str) -> anyhow::Result<async_nats::jetstream::Context> {
+    let client = async_nats::connect(nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {nats_url}"))?;
+    Ok(async_nats::jetstream::new(client))
 }
 
 async fn run_ledger() -> anyhow::Result<()> {
