@@ -82,6 +82,7 @@ impl LedgerConfig {
                 idempotency_retention: Duration::from_secs(
                     positive(&var("IDEMPOTENCY_RETENTION_HOURS"), 48)? as u64 * 3600,
                 ),
+                standby_interval: defaults.standby_interval,
             })
         });
         let sweeper = env_or(&var("SWEEPER_ENABLED"), true)?.then(|| -> Result<_, ConfigError> {

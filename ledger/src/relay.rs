@@ -44,6 +44,8 @@ pub struct RelayConfig {
     pub retention: Duration,
     /// Idempotency records older than this are deleted.
     pub idempotency_retention: Duration,
+    /// How often a standby relay tries to take the lead.
+    pub standby_interval: Duration,
 }
 
 impl Default for RelayConfig {
@@ -54,6 +56,7 @@ impl Default for RelayConfig {
             ack_timeout: Duration::from_secs(5),
             retention: Duration::from_secs(7 * 24 * 3600),
             idempotency_retention: Duration::from_secs(48 * 3600),
+            standby_interval: Duration::from_secs(2),
         }
     }
 }
@@ -125,7 +128,7 @@ async fn lead(
         // Another relay leads; look again after a while.
         tokio::select! {
             () = shutdown.cancelled() => {}
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = tokio::time::sleep(config.standby_interval) => {}
         }
         return Ok(());
     }
@@ -156,7 +159,6 @@ async fn lead(
             }
             continue;
         }
-        let full = rows.len() as i64 == config.batch;
         let span = tracing::info_span!("publish_outbox", rows = rows.len(), first_id = rows[0].id);
         let (acked, failure) = publish(js, &rows, config.ack_timeout)
             .instrument(span)
@@ -187,11 +189,6 @@ async fn lead(
             continue;
         }
         failures = 0;
-        if !full {
-            // Fewer than a batch: the backlog is drained; poll again without waiting only if
-            // more arrived meanwhile (the notification tells).
-            continue;
-        }
     }
     // Dropping the connection releases the advisory lock.
     conn.close().await?;

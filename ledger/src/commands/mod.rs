@@ -191,10 +191,10 @@ impl Ledger {
                 tx.rollback().await?;
                 // A retry of a request that already succeeded may now fail on its own (stock
                 // is gone, the reservation is committed): the stored outcome wins.
-                if let (Some(key), false) = (idempotency, err.is_transient()) {
-                    if let Some(stored) = self.stored_outcome(key).await? {
-                        return Ok(stored);
-                    }
+                if let (Some(key), false) = (idempotency, err.is_transient())
+                    && let Some(stored) = self.stored_outcome(key).await?
+                {
+                    return Ok(stored);
                 }
                 return Err(err);
             }

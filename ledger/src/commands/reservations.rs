@@ -56,13 +56,13 @@ pub struct Reserve {
 impl Reserve {
     pub fn parse(body: &[u8], settings: &Settings) -> Result<Self, LedgerError> {
         let body: ReservationBody = fields::parse_body(body)?;
-        if let Some(ttl) = body.ttl_secs {
-            if !(1..=settings.max_ttl_secs).contains(&ttl) {
-                return Err(LedgerError::invalid(
-                    "ttl_secs",
-                    format!("ttl_secs must be between 1 and {}", settings.max_ttl_secs),
-                ));
-            }
+        if let Some(ttl) = body.ttl_secs
+            && !(1..=settings.max_ttl_secs).contains(&ttl)
+        {
+            return Err(LedgerError::invalid(
+                "ttl_secs",
+                format!("ttl_secs must be between 1 and {}", settings.max_ttl_secs),
+            ));
         }
         Ok(Self {
             sku: fields::sku("sku", &body.sku)?,

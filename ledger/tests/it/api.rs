@@ -31,7 +31,9 @@ async fn rejects_bad_bodies_without_changing_anything() {
     t.receive("TSHIRT-RED-M", "ams-1", 10).await;
     let before = t.fingerprint().await;
     let long_sku = "x".repeat(256);
-    let cases: Vec<(&str, &str, String, u16, &str, Option<&str>)> = vec![
+    // (token, path, body, status, code, field)
+    type Case<'a> = (&'a str, &'a str, String, u16, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (WMS_TOKEN, "/v1/receipts", "{\"sku\": \"A\", ".into(), 400, "malformed_request", None),
         (WMS_TOKEN, "/v1/receipts", "[1,2]".into(), 400, "malformed_request", None),
         (WMS_TOKEN, "/v1/receipts", json!({"sku":"A","warehouse":"ams-1","qty":1,"colour":"red"}).to_string(), 400, "malformed_request", Some("colour")),

@@ -2,4 +2,9 @@
 //! nats-server (one per test), through the real HTTP API on port 0.
 
 mod api;
+mod concurrency;
+mod expiry;
+mod flows;
+mod ingest;
+mod relay;
 mod support;

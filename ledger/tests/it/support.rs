@@ -235,13 +235,6 @@ impl TestLedger {
         out
     }
 
-    pub async fn outbox_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(self.db.pool())
-            .await
-            .expect("count")
-    }
-
     /// Wait until every outbox row is marked published.
     pub async fn drained(&self) {
         let pool = self.db.pool().clone();
