@@ -59,12 +59,31 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             }
         })
         .layer(middleware::from_fn(record_request))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ))
         .with_state(state)
+}
+
+/// One span per request, continuing the caller's trace when it sent a `traceparent`: the
+/// outbox rows written under it carry the trace on to JetStream and the projectors.
+fn request_span(req: &Request) -> tracing::Span {
+    let span = tracing::info_span!(
+        "http_request",
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    if let Some(tp) = req
+        .headers()
+        .get(onhand_common::event::HEADER_TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        onhand_common::telemetry::set_parent_from_traceparent(&span, tp);
+    }
+    span
 }
 
 /// Counts every request by route template and status (bounded labels only).

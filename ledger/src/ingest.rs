@@ -14,6 +14,7 @@ use onhand_common::event::HEADER_MSG_ID;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::backoff::Backoff;
 use crate::commands::{Command, IdempotencyKey, Ledger};
 use crate::error::LedgerError;
 use crate::metrics;
@@ -41,19 +42,16 @@ impl Default for IngestConfig {
 
 /// Consume until `shutdown`; reattach to the durable consumer after any stream error.
 pub async fn run(ledger: Ledger, js: Context, config: IngestConfig, shutdown: CancellationToken) {
-    let mut failures: u32 = 0;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     while !shutdown.is_cancelled() {
         match consume(&ledger, &js, &config, &shutdown).await {
-            Ok(()) => failures = 0,
+            Ok(()) => backoff.reset(),
             Err(err) => {
-                failures = failures.saturating_add(1);
-                tracing::warn!(error = %err, failures, stream = %config.stream, consumer = %config.consumer, "ingest consumer unavailable; retrying");
+                tracing::warn!(error = %err, failures = backoff.failures() + 1, stream = %config.stream, consumer = %config.consumer, "ingest consumer unavailable; retrying");
+                if !backoff.wait(&shutdown).await {
+                    break;
+                }
             }
-        }
-        let backoff = Duration::from_millis(200u64.saturating_mul(1 << failures.min(5)));
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(backoff) => {}
         }
     }
 }

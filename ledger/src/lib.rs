@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+mod backoff;
 pub mod commands;
 pub mod config;
 pub mod error;

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::backoff::Backoff;
 use crate::metrics;
 
 /// The advisory lock key that elects the relay leader ("onhand-relay" as an integer).
@@ -89,24 +90,24 @@ struct Row {
 /// retry with backoff on any failure.
 pub async fn run(pool: PgPool, js: Context, config: RelayConfig, shutdown: CancellationToken) {
     let connect = pool.connect_options().as_ref().clone();
-    let mut failures: u32 = 0;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     while !shutdown.is_cancelled() {
         match lead(&connect, &js, &config, &shutdown).await {
-            Ok(()) => failures = 0,
+            Ok(()) => {
+                backoff.reset();
+                metrics::relay_leader(false);
+            }
             Err(err) => {
-                failures = failures.saturating_add(1);
+                metrics::relay_leader(false);
                 metrics::relay_failed(match err {
                     RelayError::Database(_) => "database",
                     RelayError::Publish { .. } => "publish",
                 });
-                tracing::warn!(error = %err, source = ?std::error::Error::source(&err), failures, "outbox relay round failed; retrying");
+                tracing::warn!(error = %err, source = ?std::error::Error::source(&err), failures = backoff.failures() + 1, "outbox relay stepped down; retrying");
+                if !backoff.wait(&shutdown).await {
+                    break;
+                }
             }
-        }
-        metrics::relay_leader(false);
-        let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)));
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(backoff) => {}
         }
     }
 }
@@ -138,7 +139,7 @@ async fn lead(
         PgListener::connect_with(&PgPool::connect_lazy_with(connect.clone())).await?;
     listener.listen(NOTIFY_CHANNEL).await?;
     let mut last_cleanup = tokio::time::Instant::now();
-    let mut failures: u32 = 0;
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     while !shutdown.is_cancelled() {
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, event_id, subject, event_type, payload::text AS payload, traceparent, created_at
@@ -175,20 +176,18 @@ async fn lead(
                     .map(|r| (now - r.created_at).as_seconds_f64().max(0.0)),
             );
         }
-        if let Some(err) = failure {
-            // Keep the lock: back off and retry the same rows (already published ones are
-            // dropped as duplicates by the stream).
-            failures = failures.saturating_add(1);
-            metrics::relay_failed("publish");
-            tracing::warn!(error = %err, source = ?std::error::Error::source(&err), failures, "outbox publish failed; backlog kept for retry");
-            let backoff = Duration::from_millis(50u64.saturating_mul(1 << failures.min(6)));
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(backoff) => {}
+        match failure {
+            None => backoff.reset(),
+            Some(err) => {
+                // Keep the lock: back off and retry the same rows (already published ones
+                // are dropped as duplicates by the stream).
+                metrics::relay_failed("publish");
+                tracing::warn!(error = %err, source = ?std::error::Error::source(&err), failures = backoff.failures() + 1, "outbox publish failed; backlog kept for retry");
+                if !backoff.wait(shutdown).await {
+                    break;
+                }
             }
-            continue;
         }
-        failures = 0;
     }
     // Dropping the connection releases the advisory lock.
     conn.close().await?;
