@@ -8,3 +8,4 @@ mod flows;
 mod ingest;
 mod relay;
 mod support;
+mod trace;
