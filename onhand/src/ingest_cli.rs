@@ -34,7 +34,9 @@ impl std::fmt::Display for Published {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "published to {} seq {}", self.stream, self.sequence)?;
         if self.duplicate {
-            f.write_str(" (duplicate: already in the stream, not applied twice)")?;
+            f.write_str(
+                " (duplicate: the stream already had this Nats-Msg-Id; not applied again)",
+            )?;
         }
         Ok(())
     }
