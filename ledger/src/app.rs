@@ -34,6 +34,16 @@ pub enum StartupError {
     Nats(#[source] async_nats::ConnectError),
 }
 
+/// A URL without its `user:password@` part, for logs.
+fn redact_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// A built ledger, bound to its port, ready to run.
 #[derive(Debug)]
 pub struct LedgerApp {

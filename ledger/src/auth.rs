@@ -108,6 +108,11 @@ impl Tokens {
         Ok(Self { principals })
     }
 
+    /// The configured callers' names (never their tokens), for the startup log.
+    pub fn names(&self) -> Vec<&str> {
+        self.principals.iter().map(|p| p.name.as_str()).collect()
+    }
+
     /// The caller named by the `Authorization: Bearer` header.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<&Principal, LedgerError> {
         let value = headers
