@@ -78,6 +78,19 @@ pub async fn build(
     shutdown: CancellationToken,
 ) -> Result<LedgerApp, StartupError> {
     crate::metrics::install();
+    tracing::info!(
+        listen_addr = %config.listen_addr,
+        nats_url = %redact_userinfo(&config.nats_url),
+        warehouses = ?config.warehouses,
+        tokens = ?config.tokens.names(),
+        channels = ?config.policies.keys().collect::<Vec<_>>(),
+        cart_ttl_secs = config.cart_ttl_secs,
+        checkout_ttl_secs = config.checkout_ttl_secs,
+        relay = config.relay.is_some(),
+        sweeper = config.sweeper.is_some(),
+        ingest = config.ingest.is_some(),
+        "ledger configuration"
+    );
     let pool = connect_database(
         config.database_url.expose_secret(),
         config.db_max_connections,
@@ -187,5 +200,22 @@ impl LedgerApp {
         tasks.wait().await;
         self.state.ledger.pool.close().await;
         served
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_userinfo;
+
+    #[test]
+    fn credentials_never_reach_the_log() {
+        assert_eq!(
+            redact_userinfo("nats://u:p@nats:4222"),
+            "nats://***@nats:4222"
+        );
+        assert_eq!(
+            redact_userinfo("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
     }
 }
