@@ -77,7 +77,7 @@ CREATE TABLE outbox (
     event_id      uuid        NOT NULL UNIQUE,
     subject       text        NOT NULL,
     event_type    text        NOT NULL,
-    payload       jsonb       NOT NULL,
+    payload       json        NOT NULL,  -- json, not jsonb: the exact bytes published
     traceparent   text,
     created_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     published_at  timestamptz,

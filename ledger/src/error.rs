@@ -48,6 +48,10 @@ pub enum LedgerError {
     },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error(
+        "the request took longer than {limit_ms} ms and was abandoned; retry it with the same Idempotency-Key"
+    )]
+    Timeout { limit_ms: u128 },
     #[error("no route {path}")]
     NoRoute { path: String },
     #[error("database error")]
@@ -85,6 +89,7 @@ impl LedgerError {
                 StatusCode::CONFLICT
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -106,6 +111,7 @@ impl LedgerError {
             Self::InsufficientStock { .. } => "insufficient_stock",
             Self::Conflict { code, .. } => code,
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Timeout { .. } => "timeout",
             Self::NoRoute { .. } => "no_route",
             Self::Database(_) => "unavailable",
         }
@@ -123,13 +129,16 @@ impl LedgerError {
             Self::UnknownChannel { .. } => Some("channel"),
             Self::IdempotencyConflict | Self::MissingIdempotencyKey => Some("Idempotency-Key"),
             Self::Unauthenticated | Self::Forbidden { .. } => Some("Authorization"),
-            Self::PayloadTooLarge { .. } | Self::NoRoute { .. } | Self::Database(_) => None,
+            Self::PayloadTooLarge { .. }
+            | Self::Timeout { .. }
+            | Self::NoRoute { .. }
+            | Self::Database(_) => None,
         }
     }
 
     /// True when retrying the same command later may succeed (the database was unavailable).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Database(_))
+        matches!(self, Self::Database(_) | Self::Timeout { .. })
     }
 
     /// The JSON body a client sees.

@@ -61,10 +61,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer(middleware::from_fn(record_request))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
-        ))
+        .layer(middleware::from_fn_with_state(request_timeout, deadline))
         .with_state(state)
 }
 
@@ -84,6 +81,18 @@ fn request_span(req: &Request) -> tracing::Span {
         onhand_common::telemetry::set_parent_from_traceparent(&span, tp);
     }
     span
+}
+
+/// Abandons a request that runs past the deadline (its transaction rolls back) and tells
+/// the caller in the usual JSON error shape.
+async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => LedgerError::Timeout {
+            limit_ms: limit.as_millis(),
+        }
+        .into_response(),
+    }
 }
 
 /// Counts every request by route template and status (bounded labels only).
@@ -230,9 +239,11 @@ async fn release(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Outcome, LedgerError> {
-    let principal = state.tokens.authenticate(&headers)?;
+    state
+        .tokens
+        .authenticate(&headers)?
+        .require(SCOPE_ORDERS_WRITE)?;
     let command = Command::Release(Release::parse_http(&id)?);
-    principal.require(command.scope())?;
     state.ledger.execute(command, None).await
 }
 

@@ -178,7 +178,7 @@ pub async fn flush(
         subjects.push(book.sku.subject());
         types.push(e.event_type.as_str().to_owned());
         payloads.push(
-            serde_json::to_value(e)
+            serde_json::to_string(e)
                 .map_err(|source| LedgerError::Database(sqlx::Error::Encode(Box::new(source))))?,
         );
     }
@@ -190,7 +190,7 @@ pub async fn flush(
                SET on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved, pending = EXCLUDED.pending
          ), o AS (
              INSERT INTO outbox (event_id, subject, event_type, payload, traceparent)
-             SELECT i, s, t, p, $11 FROM UNNEST($7::uuid[], $8::text[], $9::text[], $10::jsonb[]) WITH ORDINALITY AS x(i, s, t, p, n)
+             SELECT i, s, t, p::json, $11 FROM UNNEST($7::uuid[], $8::text[], $9::text[], $10::text[]) WITH ORDINALITY AS x(i, s, t, p, n)
              ORDER BY n
          )
          UPDATE sku_versions SET version = $2 WHERE sku = $1",

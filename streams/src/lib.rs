@@ -1,7 +1,7 @@
 //! onhand's JetStream objects — streams `INVENTORY`, `INVENTORY_DLQ`, `INGEST`, the
 //! `ledger-ingest` consumer and the `onhand_watermarks` key-value bucket — as JSON files
 //! in the server's own config format (`definitions/`, compiled in), and the code that
-//! applies them idempotently: [`ensure`] at service startup, [`apply`] (with dry run and
+//! applies them idempotently: [`ensure`] (tests, tools), [`apply`] (with dry run and
 //! a field-level diff) behind `onhand streams apply`.
 //!
 //! ```no_run

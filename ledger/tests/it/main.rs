@@ -8,4 +8,3 @@ mod flows;
 mod ingest;
 mod relay;
 mod support;
-mod trace;

@@ -1,12 +1,20 @@
 //! Trace context: a caller's `traceparent` continues through the ledger request, is stored
 //! on the outbox row, and travels on the JetStream message.
+//!
+//! Its own test binary: it installs an OpenTelemetry subscriber, and tracing caches each
+//! callsite's interest process-wide, so tests without a subscriber running alongside
+//! would switch its spans off.
+
+#[path = "it/support.rs"]
+#[allow(dead_code)]
+mod support;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::json;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::support::{TestLedger, WMS_TOKEN, stream_events};
+use support::{TestLedger, WMS_TOKEN, stream_events};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
