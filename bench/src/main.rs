@@ -1,2 +1,136 @@
-//! placeholder
-fn main() {}
+//! `onhand-bench`: the load generator and stream probe behind `scripts/bench`.
+//!
+//! - `reservations`: seed stock, then drive `POST /v1/reservations` from many clients (closed
+//!   loop, or open loop at a fixed rate) and print a JSON report; exits non-zero when more
+//!   than `--max-error-rate` of the requests failed or events went missing.
+//! - `stream-info`: print a JetStream stream's message count and sequences as JSON.
+
+mod client;
+mod load;
+mod report;
+mod reservations;
+mod seed;
+mod stats;
+mod stream;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "onhand-bench", about = "Load generator for the onhand ledger")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Seed stock, run reservations, print the result as JSON.
+    Reservations(ReservationsArgs),
+    /// Print a JetStream stream's messages, first and last sequence as JSON.
+    StreamInfo {
+        #[arg(long, env = "NATS_URL")]
+        nats_url: String,
+        #[arg(long, default_value = "INVENTORY")]
+        stream: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ReservationsArgs {
+    /// The ledger's base URL (loopback only).
+    #[arg(long)]
+    url: String,
+    /// Bearer token with orders:write, for the reservations.
+    #[arg(long, env = "ONHAND_BENCH_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Bearer token with stock:write, for seeding stock.
+    #[arg(long, env = "ONHAND_BENCH_WMS_TOKEN", hide_env_values = true)]
+    wms_token: String,
+    /// The warehouse that receives the seed stock.
+    #[arg(long, default_value = "wh1")]
+    warehouse: String,
+    /// Concurrent clients (closed loop), or most requests in flight (open loop).
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    #[arg(long, default_value_t = 30)]
+    duration_secs: u64,
+    /// SKUs the reservations spread over, round-robin.
+    #[arg(long, default_value_t = 1000)]
+    skus: usize,
+    #[arg(long, default_value = "bench-")]
+    sku_prefix: String,
+    /// Open loop: total requests per second across all clients.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many requests even if the duration has not passed.
+    #[arg(long, default_value_t = 5_000_000)]
+    max_requests: u64,
+    /// Fail when more than this fraction of requests did not get 201.
+    #[arg(long, default_value_t = 0.01)]
+    max_error_rate: f64,
+    /// Watch this NATS server's stream: count the events that reach it.
+    #[arg(long)]
+    nats_url: Option<String>,
+    #[arg(long, default_value = "INVENTORY")]
+    stream: String,
+    /// After the run, how long the stream may take to receive every event.
+    #[arg(long, default_value_t = 60)]
+    drain_timeout_secs: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
+    let cli = Cli::parse();
+    // One thread drives all clients: the load generator shares the machine with the ledger,
+    // Postgres and NATS, and should take as little of it as it can.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Reservations(args) => {
+            let max_error_rate = args.max_error_rate;
+            let report = reservations::run(reservations::Options {
+                url: args.url,
+                token: args.token,
+                wms_token: args.wms_token,
+                warehouse: args.warehouse,
+                clients: args.clients,
+                duration_secs: args.duration_secs,
+                skus: args.skus,
+                sku_prefix: args.sku_prefix,
+                rate: args.rate,
+                max_requests: args.max_requests,
+                nats_url: args.nats_url,
+                stream: args.stream,
+                drain_timeout_secs: args.drain_timeout_secs,
+            })
+            .await?;
+            print_json(&report)?;
+            report.check(max_error_rate)
+        }
+        Command::StreamInfo { nats_url, stream } => {
+            let state = stream::Watched::connect(&nats_url, &stream)
+                .await?
+                .state()
+                .await?;
+            print_json(&state)
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).context("encoding the result")?
+    );
+    Ok(())
+}
