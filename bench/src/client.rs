@@ -131,15 +131,22 @@ mod tests {
 
     #[test]
     fn only_loopback_urls_are_accepted() {
+        let check = |url: &str| ensure_loopback(&Url::parse(url).expect("test URL parses"));
         for ok in [
             "http://127.0.0.1:8080",
+            "http://127.1.2.3",
             "http://localhost:1",
             "http://[::1]:9",
         ] {
-            assert!(Ledger::new(ok, 1).is_ok(), "{ok}");
+            assert!(check(ok).is_ok(), "{ok}");
         }
-        for bad in ["http://10.0.0.1:8080", "http://example.com", "not a url"] {
-            assert!(Ledger::new(bad, 1).is_err(), "{bad}");
+        for bad in [
+            "http://10.0.0.1:8080",
+            "http://example.com",
+            "http://[::2]:9",
+            "unix:/tmp/sock",
+        ] {
+            assert!(check(bad).is_err(), "{bad}");
         }
     }
 }

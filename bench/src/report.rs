@@ -79,16 +79,71 @@ impl Report {
                 self.errors
             );
         }
-        if let Some(stream) = &self.stream {
-            if stream.delivered < self.ok {
-                bail!(
-                    "only {} events reached stream {} for {} successful reservations",
-                    stream.delivered,
-                    stream.name,
-                    self.ok
-                );
-            }
+        if let Some(stream) = &self.stream
+            && stream.delivered < self.ok
+        {
+            bail!(
+                "only {} events reached stream {} for {} successful reservations",
+                stream.delivered,
+                stream.name,
+                self.ok
+            );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(requests: u64, ok: u64, delivered: Option<u64>) -> Report {
+        let zero = Latency::of(Vec::new());
+        let state = StreamState {
+            messages: 0,
+            first_seq: 0,
+            last_seq: 0,
+        };
+        Report {
+            mode: "closed",
+            clients: 1,
+            target_rate: None,
+            skus: 1,
+            seeded: 1,
+            started_unix: 0.0,
+            finished_unix: 1.0,
+            elapsed_secs: 1.0,
+            requests,
+            ok,
+            errors: BTreeMap::from([("500".to_owned(), requests - ok)]),
+            error_rate: (requests - ok) as f64 / requests as f64,
+            throughput_per_sec: ok as f64,
+            latency_ms: zero.clone(),
+            service_latency_ms: zero,
+            stalled: 0,
+            max_behind_ms: 0.0,
+            stream: delivered.map(|delivered| StreamReport {
+                name: "INVENTORY".to_owned(),
+                at_start: state,
+                at_end: state,
+                drained: state,
+                in_run_per_sec: 0.0,
+                delivered,
+                drain_secs: 0.0,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_run_with_more_than_the_allowed_errors_fails() {
+        assert!(report(1000, 995, None).check(0.01).is_ok());
+        assert!(report(1000, 980, None).check(0.01).is_err());
+        assert!(report(10, 0, None).check(1.0).is_err());
+    }
+
+    #[test]
+    fn a_run_whose_events_went_missing_fails() {
+        assert!(report(100, 100, Some(100)).check(0.01).is_ok());
+        assert!(report(100, 100, Some(99)).check(0.01).is_err());
     }
 }

@@ -45,10 +45,10 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     if !(1..=100_000).contains(&options.skus) {
         bail!("--skus must be between 1 and 100000");
     }
-    if let Some(rate) = options.rate {
-        if !(rate.is_finite() && (0.1..=100_000.0).contains(&rate)) {
-            bail!("--rate must be between 0.1 and 100000 requests per second");
-        }
+    if let Some(rate) = options.rate
+        && !(rate.is_finite() && (0.1..=100_000.0).contains(&rate))
+    {
+        bail!("--rate must be between 0.1 and 100000 requests per second");
     }
     let ledger = Ledger::new(&options.url, options.clients)?;
     let watched = match &options.nats_url {
