@@ -72,7 +72,7 @@ impl LedgerConfig {
             let defaults = RelayConfig::default();
             Ok(RelayConfig {
                 batch: positive(&var("RELAY_BATCH"), defaults.batch)?,
-                poll_interval: Duration::from_millis(positive(&var("RELAY_POLL_MS"), 500)? as u64),
+                poll_interval: Duration::from_millis(positive(&var("RELAY_POLL_MS"), 10)? as u64),
                 ack_timeout: Duration::from_millis(
                     positive(&var("RELAY_ACK_TIMEOUT_MS"), 5000)? as u64
                 ),

@@ -19,7 +19,7 @@ use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use futures::future::join_all;
 use onhand_common::event::{HEADER_EVENT_TYPE, HEADER_TRACEPARENT};
-use sqlx::postgres::{PgConnectOptions, PgListener};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -31,13 +31,14 @@ use crate::metrics;
 
 /// The advisory lock key that elects the relay leader ("onhand-relay" as an integer).
 pub const RELAY_LOCK_KEY: i64 = 0x6f6e_6861_6e64_7231;
-const NOTIFY_CHANNEL: &str = "onhand_outbox";
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     /// Most rows read and published per round.
     pub batch: i64,
-    /// How often to look for rows when no notification arrives.
+    /// How long to wait before looking again once the outbox is drained. Polling, not
+    /// LISTEN/NOTIFY: NOTIFY takes a database-wide lock at every commit, which serialises
+    /// the ledger's writes behind one another's WAL flushes.
     pub poll_interval: Duration,
     /// How long to wait for each PubAck before treating the publish as failed.
     pub ack_timeout: Duration,
@@ -53,7 +54,7 @@ impl Default for RelayConfig {
     fn default() -> Self {
         Self {
             batch: 512,
-            poll_interval: Duration::from_millis(500),
+            poll_interval: Duration::from_millis(10),
             ack_timeout: Duration::from_secs(5),
             retention: Duration::from_secs(7 * 24 * 3600),
             idempotency_retention: Duration::from_secs(48 * 3600),
@@ -120,7 +121,13 @@ async fn lead(
     config: &RelayConfig,
     shutdown: &CancellationToken,
 ) -> Result<(), RelayError> {
-    let mut conn = PgConnection::connect_with(connect).await?;
+    // Plan every statement for the outbox as it is now: a generic plan cached while the
+    // table was small (a sequential scan) would otherwise stay for the connection's life
+    // where autovacuum does not ANALYZE the table.
+    let options = connect
+        .clone()
+        .options([("plan_cache_mode", "force_custom_plan")]);
+    let mut conn = PgConnection::connect_with(&options).await?;
     let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(RELAY_LOCK_KEY)
         .fetch_one(&mut conn)
@@ -135,9 +142,6 @@ async fn lead(
     }
     metrics::relay_leader(true);
     tracing::info!("outbox relay is the leader");
-    let mut listener =
-        PgListener::connect_with(&PgPool::connect_lazy_with(connect.clone())).await?;
-    listener.listen(NOTIFY_CHANNEL).await?;
     let mut last_cleanup = tokio::time::Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     while !shutdown.is_cancelled() {
@@ -155,7 +159,6 @@ async fn lead(
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = listener.recv() => {}
                 () = tokio::time::sleep(config.poll_interval) => {}
             }
             continue;
