@@ -8,9 +8,11 @@ CREATE TABLE warehouses (
 
 -- One row per SKU: its version (strictly increasing, one step per event) and the row lock
 -- that serialises every change to the SKU, so per-SKU outbox order equals commit order.
+-- `warehouses` counts the SKU's stock rows, so a lock that also read them can tell it saw all.
 CREATE TABLE sku_versions (
-    sku      text PRIMARY KEY,
-    version  bigint NOT NULL CHECK (version >= 0)
+    sku         text PRIMARY KEY,
+    version     bigint NOT NULL CHECK (version >= 0),
+    warehouses  int    NOT NULL DEFAULT 0 CHECK (warehouses >= 0)
 );
 
 CREATE TABLE stock (

@@ -104,7 +104,39 @@ pub struct EventDraft {
 
 /// Lock a SKU and read its state. With `create`, an unknown SKU starts empty at version 0;
 /// without, an unknown SKU is `None`.
+///
+/// Fast path, one statement: lock the version row and the SKU's stock rows together. Under
+/// `FOR UPDATE` a row changed while we waited is re-read at its latest version, but a stock
+/// row *inserted* meanwhile (a first receipt into another warehouse) is not seen; the
+/// version row counts the SKU's warehouses, so a short read is detected and the slow path
+/// (lock, then read in a new statement) runs instead.
 pub async fn lock_sku(
+    conn: &mut PgConnection,
+    sku: &Sku,
+    create: bool,
+) -> Result<Option<SkuBook>, LedgerError> {
+    let rows: Vec<(i64, i32, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT v.version, v.warehouses, s.warehouse, s.on_hand, s.reserved, s.pending
+           FROM sku_versions v JOIN stock s ON s.sku = v.sku
+          WHERE v.sku = $1
+            FOR UPDATE",
+    )
+    .bind(sku.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    if let Some(&(version, count, ..)) = rows.first()
+        && usize::try_from(count).is_ok_and(|c| c == rows.len())
+    {
+        let warehouses = rows
+            .into_iter()
+            .map(|(_, _, w, on_hand, reserved, pending)| (w, stock(on_hand, reserved, pending)))
+            .collect();
+        return Ok(Some(book(sku, version, warehouses)));
+    }
+    lock_then_read(conn, sku, create).await
+}
+
+async fn lock_then_read(
     conn: &mut PgConnection,
     sku: &Sku,
     create: bool,
@@ -135,24 +167,27 @@ pub async fn lock_sku(
             .await?;
     let warehouses = rows
         .into_iter()
-        .map(|(w, on_hand, reserved, pending)| {
-            (
-                w,
-                WarehouseStock {
-                    on_hand,
-                    reserved,
-                    pending,
-                },
-            )
-        })
+        .map(|(w, on_hand, reserved, pending)| (w, stock(on_hand, reserved, pending)))
         .collect();
-    Ok(Some(SkuBook {
+    Ok(Some(book(sku, version, warehouses)))
+}
+
+fn stock(on_hand: i64, reserved: i64, pending: i64) -> WarehouseStock {
+    WarehouseStock {
+        on_hand,
+        reserved,
+        pending,
+    }
+}
+
+fn book(sku: &Sku, version: i64, warehouses: BTreeMap<String, WarehouseStock>) -> SkuBook {
+    SkuBook {
         sku: sku.clone(),
         version,
         warehouses,
         dirty: false,
         events: Vec::new(),
-    }))
+    }
 }
 
 /// Write a book back: its stock rows, its version and its outbox rows, in one statement.
@@ -193,7 +228,7 @@ pub async fn flush(
              SELECT i, s, t, p::json, $11 FROM UNNEST($7::uuid[], $8::text[], $9::text[], $10::text[]) WITH ORDINALITY AS x(i, s, t, p, n)
              ORDER BY n
          )
-         UPDATE sku_versions SET version = $2 WHERE sku = $1",
+         UPDATE sku_versions SET version = $2, warehouses = $12 WHERE sku = $1",
     )
     .bind(book.sku.as_str())
     .bind(book.version)
@@ -206,6 +241,7 @@ pub async fn flush(
     .bind(&types)
     .bind(&payloads)
     .bind(traceparent.as_deref())
+    .bind(whs.len() as i32)
     .execute(&mut **tx)
     .await?;
     Ok(book.events)

@@ -55,3 +55,67 @@ async fn two_hundred_concurrent_reservations_for_ten_units() {
             .expect("versions");
     assert_eq!(versions, (1..=12).collect::<Vec<_>>());
 }
+
+/// A reservation waiting on the SKU lock while another transaction adds the SKU's first
+/// stock row in a new warehouse sees that row once it gets the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_waiter_sees_a_warehouse_added_meanwhile() {
+    use std::time::Duration;
+
+    let t = Arc::new(TestLedger::spawn().await);
+    t.receive("NEW-WH", "ams-1", 1).await;
+    // Another writer holds the SKU and adds stock in nyc-1, as a first receipt there would.
+    let mut other = t.db.pool().begin().await.expect("begin");
+    sqlx::query("SELECT version FROM sku_versions WHERE sku = 'NEW-WH' FOR UPDATE")
+        .execute(&mut *other)
+        .await
+        .expect("lock");
+    sqlx::query("INSERT INTO stock (sku, warehouse, on_hand) VALUES ('NEW-WH', 'nyc-1', 5)")
+        .execute(&mut *other)
+        .await
+        .expect("insert");
+    sqlx::query(
+        "UPDATE sku_versions SET version = version + 1, warehouses = 2 WHERE sku = 'NEW-WH'",
+    )
+    .execute(&mut *other)
+    .await
+    .expect("update");
+    let waiter = {
+        let t = Arc::clone(&t);
+        tokio::spawn(async move {
+            t.post(
+                crate::support::SHOP_TOKEN,
+                "/v1/reservations",
+                serde_json::json!({"sku": "NEW-WH", "qty": 5, "order_id": "o-1", "kind": "cart", "warehouse": "nyc-1"}),
+            )
+            .await
+        })
+    };
+    let pool = t.db.pool().clone();
+    onhand_testkit::eventually(
+        Duration::from_secs(10),
+        "reservation waiting on the SKU lock",
+        || {
+            let pool = pool.clone();
+            async move {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+                (waiting > 0).then_some(())
+            }
+        },
+    )
+    .await;
+    other.commit().await.expect("commit");
+    let (status, body) = waiter.await.expect("waiter");
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["stock"]["warehouses"]["nyc-1"]["reserved"], 5,
+        "{body}"
+    );
+    assert_eq!(body["stock"]["warehouses"]["ams-1"]["on_hand"], 1, "{body}");
+}
