@@ -1,0 +1,286 @@
+//! An HTTP channel: one adapter's mapping driven by the shared transport. Splits pushes
+//! into the channel's batch size, resolves channel ids through a cache, fans per-item
+//! results back to SKUs, retries a lost compare-and-set with a fresh value, follows the
+//! API's rate reports, and pages the read-back.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use metrics::counter;
+use onhand_common::Sku;
+
+use crate::api::{ApiResponse, ChannelApi, ChannelRef, ItemResult, PageToken, Target};
+use crate::classify::{self, Class};
+use crate::push::{ChannelKind, Listed, Push, PushOutcome};
+use crate::transport::{Transport, TransportError};
+
+/// How many times a lost compare-and-set is retried with a fresh value before the push is
+/// left transient.
+const STALE_RETRIES: usize = 2;
+/// Consecutive outage responses a read-back sits out before giving up.
+const READ_RETRIES: u32 = 5;
+/// Read-back stops after this many pages (a guard against a channel that pages forever).
+const MAX_PAGES: usize = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Mapping(#[from] crate::api::MappingError),
+    #[error("{channel}: read-back failed with HTTP {status}")]
+    Status { channel: ChannelKind, status: u16 },
+    #[error("{channel}: read-back did not end after {pages} pages")]
+    Endless { channel: ChannelKind, pages: usize },
+}
+
+#[derive(Debug)]
+pub struct HttpChannel<A: ChannelApi> {
+    api: A,
+    transport: Transport,
+    refs: Mutex<HashMap<Sku, ChannelRef>>,
+}
+
+impl<A: ChannelApi> HttpChannel<A> {
+    pub fn new(api: A, transport: Transport) -> Self {
+        Self {
+            api,
+            transport,
+            refs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn api(&self) -> &A {
+        &self.api
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    fn refs(&self) -> std::sync::MutexGuard<'_, HashMap<Sku, ChannelRef>> {
+        self.refs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Push every quantity; one outcome per push, in order.
+    pub async fn push(&self, pushes: &[Push]) -> Vec<PushOutcome> {
+        let mut outcomes = Vec::with_capacity(pushes.len());
+        for chunk in pushes.chunks(self.api.max_batch().max(1)) {
+            outcomes.extend(self.push_batch(chunk).await);
+        }
+        outcomes
+    }
+
+    async fn push_batch(&self, pushes: &[Push]) -> Vec<PushOutcome> {
+        let mut results: Vec<Option<PushOutcome>> = vec![None; pushes.len()];
+        let mut pending: Vec<usize> = (0..pushes.len()).collect();
+        for attempt in 0..=STALE_RETRIES {
+            if pending.is_empty() {
+                break;
+            }
+            // Resolve what the cache lacks (all of it again after a lost compare-and-set).
+            let refs = match self.resolve(pending.iter().map(|&i| &pushes[i].sku)).await {
+                Ok(refs) => refs,
+                Err(outcome) => {
+                    for &i in &pending {
+                        results[i] = Some(outcome.clone());
+                    }
+                    pending.clear();
+                    break;
+                }
+            };
+            let mut targets = Vec::with_capacity(pending.len());
+            let mut indices = Vec::with_capacity(pending.len());
+            for &i in &pending {
+                let push = &pushes[i];
+                match refs.get(&push.sku) {
+                    Some(Some(reference)) => {
+                        targets.push(Target {
+                            push: push.clone(),
+                            reference: Some(reference.clone()),
+                        });
+                        indices.push(i);
+                    }
+                    Some(None) => {
+                        results[i] = Some(PushOutcome::permanent(
+                            "unknown_sku",
+                            format!("{} has no item for this sku", self.api.kind()),
+                        ));
+                    }
+                    None => {
+                        targets.push(Target {
+                            push: push.clone(),
+                            reference: None,
+                        });
+                        indices.push(i);
+                    }
+                }
+            }
+            pending.clear();
+            if targets.is_empty() {
+                break;
+            }
+            let items = self.write(&targets).await;
+            for ((i, target), item) in indices.into_iter().zip(&targets).zip(items) {
+                match item {
+                    ItemResult::Done(PushOutcome::Applied) => {
+                        if let Some(r) = self.refs().get_mut(&target.push.sku) {
+                            r.current = Some(target.push.quantity);
+                        }
+                        results[i] = Some(PushOutcome::Applied);
+                    }
+                    ItemResult::Done(other) => results[i] = Some(other),
+                    ItemResult::Stale { current } => {
+                        counter!("onhand_channel_concurrent_changes_total", "channel" => self.api.kind().as_str()).increment(1);
+                        tracing::info!(channel = %self.api.kind(), sku = %target.push.sku, ?current, attempt, "channel value changed behind us; retrying with the fresh value");
+                        let mut refs = self.refs();
+                        match current {
+                            Some(current) => {
+                                if let Some(r) = refs.get_mut(&target.push.sku) {
+                                    r.current = Some(current);
+                                }
+                            }
+                            None => {
+                                refs.remove(&target.push.sku);
+                            }
+                        }
+                        drop(refs);
+                        results[i] = Some(PushOutcome::transient(
+                            "the channel's value kept changing under compare-and-set",
+                        ));
+                        pending.push(i);
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| PushOutcome::transient("no result from the channel")))
+            .collect()
+    }
+
+    /// Cached or freshly resolved refs: `Some(None)` = the channel has no such SKU;
+    /// missing from the map = this channel needs no resolution.
+    async fn resolve<'a>(
+        &self,
+        skus: impl Iterator<Item = &'a Sku>,
+    ) -> Result<HashMap<Sku, Option<ChannelRef>>, PushOutcome> {
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let refs = self.refs();
+            for sku in skus {
+                match refs.get(sku) {
+                    Some(r) => {
+                        out.insert(sku.clone(), Some(r.clone()));
+                    }
+                    None => missing.push(sku.clone()),
+                }
+            }
+        }
+        for chunk in missing.chunks(self.api.max_resolve_batch().max(1)) {
+            let Some(request) = self.api.resolve_request(chunk) else {
+                return Ok(out);
+            };
+            let request = request.map_err(|e| PushOutcome::permanent("mapping", e.to_string()))?;
+            let resp = self
+                .send(&request)
+                .await
+                .map_err(|e| PushOutcome::transient(e.to_string()))?;
+            if let Some(outcome) = classify::outcome(&self.api.classify(&resp), &resp) {
+                return Err(outcome);
+            }
+            let found = self
+                .api
+                .resolve_response(chunk, &resp)
+                .map_err(|e| PushOutcome::transient(e.to_string()))?;
+            let mut refs = self.refs();
+            for sku in chunk {
+                let r = found.get(sku).cloned();
+                if let Some(r) = &r {
+                    refs.insert(sku.clone(), r.clone());
+                }
+                out.insert(sku.clone(), r);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write(&self, targets: &[Target]) -> Vec<ItemResult> {
+        let request = match self.api.write_request(targets) {
+            Ok(request) => request,
+            Err(e) => {
+                return crate::api::all(targets, PushOutcome::permanent("mapping", e.to_string()));
+            }
+        };
+        match self.send(&request).await {
+            Ok(resp) => self.api.write_outcomes(targets, &resp),
+            Err(e) => crate::api::all(targets, PushOutcome::transient(e.to_string())),
+        }
+    }
+
+    /// Send through the transport and learn from the response's rate information.
+    async fn send(&self, request: &crate::api::ApiRequest) -> Result<ApiResponse, TransportError> {
+        let resp = self.transport.send(request).await?;
+        if let Some(report) = self.api.rate_report(&resp) {
+            self.transport.limiter.observe_available(
+                report.available,
+                report.capacity,
+                report.refill_per_sec,
+            );
+            if let Some(reset) = report.reset_after {
+                self.transport.limiter.pause_for(reset);
+            }
+        }
+        if let Class::Throttled { retry_after } = self.api.classify(&resp) {
+            counter!("onhand_channel_throttled_total", "channel" => self.api.kind().as_str())
+                .increment(1);
+            self.transport
+                .limiter
+                .pause_for(retry_after.unwrap_or(std::time::Duration::from_secs(1)));
+        }
+        Ok(resp)
+    }
+
+    /// Every SKU's quantity as the channel shows it, page by page.
+    pub async fn read_all(&self) -> Result<Vec<Listed>, ReadError> {
+        let mut token = PageToken::first();
+        let mut all = Vec::new();
+        let mut failures = 0;
+        for _ in 0..MAX_PAGES {
+            let request = self.api.read_request(&token)?;
+            let resp = self.send(&request).await?;
+            match self.api.classify(&resp) {
+                Class::Success => failures = 0,
+                // Throttling already paused the limiter; an outage waits here.
+                Class::Throttled { .. } => continue,
+                Class::Unavailable { retry_after } if failures < READ_RETRIES => {
+                    failures += 1;
+                    tokio::time::sleep(
+                        retry_after.unwrap_or(std::time::Duration::from_millis(200 << failures)),
+                    )
+                    .await;
+                    continue;
+                }
+                Class::Unavailable { .. } | Class::Rejected => {
+                    return Err(ReadError::Status {
+                        channel: self.api.kind(),
+                        status: resp.status,
+                    });
+                }
+            }
+            let page = self.api.read_page(&resp)?;
+            all.extend(page.items);
+            match page.next {
+                Some(next) => token = next,
+                None => return Ok(all),
+            }
+        }
+        Err(ReadError::Endless {
+            channel: self.api.kind(),
+            pages: MAX_PAGES,
+        })
+    }
+}

@@ -1,0 +1,19 @@
+//! Channel adapters. Per-channel code is only the mapping ([`ChannelApi`]); sending, auth,
+//! rate limiting, retry classification and telemetry are written once ([`Transport`],
+//! [`HttpChannel`]).
+
+pub mod api;
+pub mod classify;
+pub mod http_channel;
+pub mod limiter;
+pub mod push;
+pub mod transport;
+
+pub use api::{
+    ApiRequest, ApiResponse, ChannelApi, ChannelRef, ItemResult, MappingError, PageToken, ReadPage,
+    Target,
+};
+pub use http_channel::{HttpChannel, ReadError};
+pub use limiter::{RateLimit, RateLimiter};
+pub use push::{ChannelKind, Listed, Push, PushOutcome};
+pub use transport::{Auth, Transport, TransportError};

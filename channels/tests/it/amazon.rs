@@ -1,0 +1,1 @@
+//! amazon adapter against the sandbox (being written).

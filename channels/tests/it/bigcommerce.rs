@@ -1,0 +1,1 @@
+//! bigcommerce adapter against the sandbox (being written).

@@ -1,0 +1,1 @@
+//! ebay adapter against the sandbox (being written).

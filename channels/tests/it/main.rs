@@ -1,0 +1,10 @@
+//! Adapter tests against the sandbox (real HTTP servers on port 0), one module per channel.
+
+mod admin;
+mod amazon;
+mod bigcommerce;
+mod ebay;
+mod shopify;
+mod support;
+mod webhook;
+mod woocommerce;

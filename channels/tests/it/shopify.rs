@@ -1,0 +1,1 @@
+//! shopify adapter against the sandbox (being written).

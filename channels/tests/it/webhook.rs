@@ -1,0 +1,1 @@
+//! webhook adapter against the sandbox (being written).

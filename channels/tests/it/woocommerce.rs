@@ -1,0 +1,1 @@
+//! woocommerce adapter against the sandbox (being written).

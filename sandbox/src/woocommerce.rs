@@ -1,0 +1,11 @@
+//! The woocommerce emulator (being written).
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::state::Sandbox;
+
+pub fn router() -> Router<Arc<Sandbox>> {
+    Router::new()
+}
