@@ -9,6 +9,14 @@ pub mod limiter;
 pub mod push;
 pub mod transport;
 
+pub mod amazon;
+pub mod bigcommerce;
+pub mod ebay;
+pub mod shopify;
+pub mod storefront_kv;
+pub mod webhook;
+pub mod woocommerce;
+
 pub use api::{
     ApiRequest, ApiResponse, ChannelApi, ChannelRef, ItemResult, MappingError, PageToken, ReadPage,
     Target,

@@ -1,0 +1,1 @@
+//! The amazon adapter (being written).

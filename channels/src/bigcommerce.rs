@@ -1,0 +1,1 @@
+//! The bigcommerce adapter (being written).

@@ -1,0 +1,1 @@
+//! The ebay adapter (being written).

@@ -1,0 +1,1 @@
+//! The shopify adapter (being written).

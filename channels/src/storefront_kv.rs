@@ -1,0 +1,1 @@
+//! The storefront_kv adapter (being written).

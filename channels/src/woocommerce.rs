@@ -1,0 +1,1 @@
+//! The woocommerce adapter (being written).
