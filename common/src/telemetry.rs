@@ -70,7 +70,7 @@ pub fn init(service_name: &'static str) -> Result<TelemetryGuard, TelemetryError
             .build()?;
         Some(
             SdkTracerProvider::builder()
-                .with_resource(Resource::builder().with_service_name(service_name).build())
+                .with_resource(resource(service_name))
                 .with_batch_exporter(exporter)
                 .build(),
         )
@@ -108,6 +108,18 @@ pub fn init(service_name: &'static str) -> Result<TelemetryGuard, TelemetryError
         "telemetry initialised"
     );
     Ok(TelemetryGuard { provider })
+}
+
+/// The resource: `OTEL_SERVICE_NAME` (and `OTEL_RESOURCE_ATTRIBUTES`) win when set, as
+/// the OpenTelemetry spec asks; `service_name` is the default.
+fn resource(service_name: &'static str) -> Resource {
+    let builder = Resource::builder();
+    let named = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.trim().is_empty());
+    if named {
+        builder.build()
+    } else {
+        builder.with_service_name(service_name).build()
+    }
 }
 
 /// Whether the standard `OTEL_*` variables ask for OTLP trace export.
