@@ -239,12 +239,24 @@ async fn release(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Outcome, LedgerError> {
-    state
-        .tokens
-        .authenticate(&headers)?
-        .require(SCOPE_ORDERS_WRITE)?;
+    let principal = state.tokens.authenticate(&headers)?;
+    principal.require(SCOPE_ORDERS_WRITE)?;
+    // Optional here (DELETE is not a POST): with a key, a retry gets the first response
+    // instead of 409 reservation_not_active.
+    let key = match headers.get(IDEMPOTENCY_HEADER) {
+        Some(_) => {
+            let key = idempotency_key(&headers)?;
+            let path = format!("/v1/reservations/{id}");
+            Some(IdempotencyKey::new(
+                &principal.name,
+                key,
+                &[Method::DELETE.as_str().as_bytes(), path.as_bytes()],
+            ))
+        }
+        None => None,
+    };
     let command = Command::Release(Release::parse_http(&id)?);
-    state.ledger.execute(command, None).await
+    state.ledger.execute(command, key.as_ref()).await
 }
 
 async fn stock(
