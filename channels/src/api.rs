@@ -202,6 +202,24 @@ pub trait ChannelApi: Send + Sync + std::fmt::Debug + 'static {
 
     fn read_page(&self, resp: &ApiResponse) -> Result<ReadPage, MappingError>;
 
+    /// A page of read-back, knowing which token asked for it (for listings whose position
+    /// the response alone does not carry, e.g. WooCommerce walking each variable product's
+    /// variations). Defaults to [`ChannelApi::read_page`].
+    fn read_page_at(
+        &self,
+        _token: &PageToken,
+        resp: &ApiResponse,
+    ) -> Result<ReadPage, MappingError> {
+        self.read_page(resp)
+    }
+
+    /// Targets that must go to different write requests get different keys (WooCommerce:
+    /// products to `/products/batch`, each parent's variations to its own endpoint). The
+    /// transport sends one request per key, in first-seen order. Defaults to one request.
+    fn group_key(&self, _target: &Target) -> Option<String> {
+        None
+    }
+
     /// Rate information any response carries (quota headers, throttle status).
     fn rate_report(&self, _resp: &ApiResponse) -> Option<RateReport> {
         None

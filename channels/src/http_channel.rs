@@ -208,7 +208,37 @@ impl<A: ChannelApi> HttpChannel<A> {
         Ok(out)
     }
 
+    /// Write the targets, one request per [`ChannelApi::group_key`]; results in order.
     async fn write(&self, targets: &[Target]) -> Vec<ItemResult> {
+        let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+        for (i, target) in targets.iter().enumerate() {
+            let key = self.api.group_key(target);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
+        if groups.len() <= 1 {
+            return self.write_group(targets).await;
+        }
+        let mut results: Vec<Option<ItemResult>> = vec![None; targets.len()];
+        for (_, members) in groups {
+            let group: Vec<Target> = members.iter().map(|&i| targets[i].clone()).collect();
+            for (i, item) in members.into_iter().zip(self.write_group(&group).await) {
+                results[i] = Some(item);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    ItemResult::Done(PushOutcome::transient("no result from the channel"))
+                })
+            })
+            .collect()
+    }
+
+    async fn write_group(&self, targets: &[Target]) -> Vec<ItemResult> {
         let request = match self.api.write_request(targets) {
             Ok(request) => request,
             Err(e) => {
@@ -271,7 +301,7 @@ impl<A: ChannelApi> HttpChannel<A> {
                     });
                 }
             }
-            let page = self.api.read_page(&resp)?;
+            let page = self.api.read_page_at(&token, &resp)?;
             all.extend(page.items);
             match page.next {
                 Some(next) => token = next,
