@@ -30,13 +30,17 @@ pub fn admit(sandbox: &Sandbox, channel: Channel, cost: f64) -> Gate {
         return Gate::ServerError;
     }
     if state.roll(faults.http_429) {
+        state.throttled += 1;
         return Gate::Throttled {
             wait: Duration::from_secs(1),
         };
     }
     match state.take(cost) {
         Ok(()) => Gate::Proceed,
-        Err(wait) => Gate::Throttled { wait },
+        Err(wait) => {
+            state.throttled += 1;
+            Gate::Throttled { wait }
+        }
     }
 }
 

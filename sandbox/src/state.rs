@@ -171,6 +171,8 @@ pub struct ChannelState {
     pub writes: Vec<WriteRecord>,
     pub knobs: Knobs,
     pub bucket: Option<Bucket>,
+    /// Requests answered as throttled (bucket empty or injected), for tests and benchmarks.
+    pub throttled: u64,
     next_id: u64,
     rng: StdRng,
 }
@@ -183,6 +185,7 @@ impl ChannelState {
             writes: Vec::new(),
             knobs: Knobs::default(),
             bucket: None,
+            throttled: 0,
             next_id: 1000 + seed % 1000,
             rng: StdRng::seed_from_u64(seed),
         }
