@@ -125,6 +125,12 @@ pub enum ItemResult {
     Stale {
         current: Option<i64>,
     },
+    /// Not applied: the channel refused the request as a whole because of other items in
+    /// it (BigCommerce's whole-request 422). The transport sends this item again without
+    /// the items that got a final result; when no item of the request got one (the channel
+    /// did not say which item was at fault), it bisects the request to find out. The
+    /// outcome is what the item gets once it is alone in a refused request.
+    Resend(PushOutcome),
 }
 
 /// A page of read-back.

@@ -1,7 +1,8 @@
 //! An HTTP channel: one adapter's mapping driven by the shared transport. Splits pushes
 //! into the channel's batch size, resolves channel ids through a cache, fans per-item
-//! results back to SKUs, retries a lost compare-and-set with a fresh value, follows the
-//! API's rate reports, and pages the read-back.
+//! results back to SKUs, retries a lost compare-and-set with a fresh value, re-sends the
+//! innocent items of a request refused as a whole (bisecting when no culprit is named),
+//! follows the API's rate reports, and pages the read-back.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -131,7 +132,10 @@ impl<A: ChannelApi> HttpChannel<A> {
                         }
                         results[i] = Some(PushOutcome::Applied);
                     }
-                    ItemResult::Done(other) => results[i] = Some(other),
+                    // `write` settles every resend itself; one left over is final.
+                    ItemResult::Done(other) | ItemResult::Resend(other) => {
+                        results[i] = Some(other)
+                    }
                     ItemResult::Stale { current } => {
                         counter!("onhand_channel_concurrent_changes_total", "channel" => self.api.kind().as_str()).increment(1);
                         tracing::info!(channel = %self.api.kind(), sku = %target.push.sku, ?current, attempt, "channel value changed behind us; retrying with the fresh value");
@@ -245,10 +249,35 @@ impl<A: ChannelApi> HttpChannel<A> {
                 return crate::api::all(targets, PushOutcome::permanent("mapping", e.to_string()));
             }
         };
-        match self.send(&request).await {
+        let mut results = match self.send(&request).await {
             Ok(resp) => self.api.write_outcomes(targets, &resp),
-            Err(e) => crate::api::all(targets, PushOutcome::transient(e.to_string())),
+            Err(e) => return crate::api::all(targets, PushOutcome::transient(e.to_string())),
+        };
+        // A request refused as a whole: send the innocent items again without the guilty
+        // ones, or, when the channel named no culprit, bisect. Every round sends strictly
+        // fewer items, so this ends.
+        let resend: Vec<usize> = (0..results.len())
+            .filter(|&i| matches!(results[i], ItemResult::Resend(_)))
+            .collect();
+        if resend.is_empty() {
+            return results;
         }
+        let groups: Vec<Vec<usize>> = if resend.len() < targets.len() {
+            vec![resend]
+        } else if resend.len() == 1 {
+            vec![]
+        } else {
+            let half = resend.len() / 2;
+            vec![resend[..half].to_vec(), resend[half..].to_vec()]
+        };
+        for members in groups {
+            let group: Vec<Target> = members.iter().map(|&i| targets[i].clone()).collect();
+            let again = Box::pin(self.write_group(&group)).await;
+            for (i, item) in members.into_iter().zip(again) {
+                results[i] = item;
+            }
+        }
+        results
     }
 
     /// Send through the transport and learn from the response's rate information.
