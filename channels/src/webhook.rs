@@ -48,7 +48,8 @@ const SCHEME: &str = "v1=";
 
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
-    /// Appended to the channel's base URL; `/` by default.
+    /// Appended to the channel's base URL; `/` (the default) means the base URL itself,
+    /// with no slash added.
     pub path: String,
     /// The shared HMAC key. Never logged.
     pub secret: SecretString,
@@ -105,7 +106,7 @@ impl Webhook {
                 .unwrap_or_default(),
             reason: format!("cannot serialise the batch: {e}"),
         })?;
-        let request = ApiRequest::new(Method::PUT, self.config.path.clone()).json(body);
+        let request = ApiRequest::new(Method::PUT, self.path()).json(body);
         Ok(self.sign(request, timestamp, &bytes))
     }
 
@@ -116,13 +117,16 @@ impl Webhook {
             .header(HEADER_SIGNATURE, signature)
     }
 
+    fn path(&self) -> &str {
+        match self.config.path.as_str() {
+            "/" => "",
+            path => path,
+        }
+    }
+
     fn read_path(&self, page: u64) -> String {
-        let sep = if self.config.path.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        format!("{}{sep}page={page}", self.config.path)
+        let sep = if self.path().contains('?') { '&' } else { '?' };
+        format!("{}{sep}page={page}", self.path())
     }
 }
 
@@ -407,6 +411,12 @@ mod tests {
             "/hooks/stock?page=2"
         );
         assert!(api.read_request(&PageToken::next("zero")).is_err());
+        let root = Webhook::new(WebhookConfig::new(SecretString::from("k")));
+        assert_eq!(
+            root.read_request(&PageToken::first()).expect("root").path,
+            "?page=1",
+            "the default path is the base URL itself"
+        );
         let last = api
             .read_page(&resp(200, r#"{"items":[],"next_page":null}"#))
             .expect("last");
