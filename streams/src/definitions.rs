@@ -30,6 +30,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "kv/onhand_watermarks.json",
         include_str!("../definitions/kv/onhand_watermarks.json"),
     ),
+    (
+        "kv/onhand_availability.json",
+        include_str!("../definitions/kv/onhand_availability.json"),
+    ),
 ];
 
 /// A stream: its config exactly as in its file (the server's JSON format).
@@ -246,10 +250,12 @@ mod tests {
             "INVENTORY_DLQ",
             "INGEST",
             "KV_onhand_watermarks",
+            "KV_onhand_availability",
         ] {
             assert!(defs.stream(name).is_some(), "{name}");
         }
         assert_eq!(defs.key_values[0].bucket, "onhand_watermarks");
+        assert_eq!(defs.key_values[1].bucket, "onhand_availability");
         assert_eq!(
             (
                 defs.consumers[0].stream.as_str(),

@@ -9,12 +9,13 @@ use onhand_testkit::NatsServer;
 
 use crate::support::stream_names;
 
-fn all_objects() -> [Object; 5] {
+fn all_objects() -> [Object; 6] {
     [
         Object::stream("INVENTORY"),
         Object::stream("INVENTORY_DLQ"),
         Object::stream("INGEST"),
         Object::key_value("onhand_watermarks"),
+        Object::key_value("onhand_availability"),
         Object::consumer("INGEST", "ledger-ingest"),
     ]
 }
@@ -26,7 +27,7 @@ async fn a_fresh_server_gets_every_object_created() {
 
     let report = ensure(&js, &Definitions::embedded()).await.expect("apply");
 
-    assert_eq!(report.entries.len(), 5, "{report}");
+    assert_eq!(report.entries.len(), 6, "{report}");
     for object in all_objects() {
         assert_eq!(report.outcome(&object), Some(&Outcome::Created), "{object}");
     }
@@ -38,6 +39,7 @@ async fn a_fresh_server_gets_every_object_created() {
             "INGEST",
             "INVENTORY",
             "INVENTORY_DLQ",
+            "KV_onhand_availability",
             "KV_onhand_watermarks"
         ]
     );
