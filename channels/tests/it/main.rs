@@ -5,6 +5,7 @@ mod amazon;
 mod bigcommerce;
 mod ebay;
 mod shopify;
+mod storefront_kv;
 mod support;
 mod webhook;
 mod woocommerce;
