@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret as _;
 
 mod ingest_cli;
+mod sandbox_cli;
+mod storefront_cli;
 mod tail;
 
 #[derive(Debug, Parser)]
@@ -37,6 +39,29 @@ enum Top {
     Ingest {
         #[command(subcommand)]
         command: IngestCommand,
+    },
+    /// Run the channel API emulators (Shopify, Amazon, eBay, WooCommerce, BigCommerce,
+    /// webhook) on one port, path-prefixed, with the admin API under /admin.
+    Sandbox {
+        #[arg(
+            long,
+            env = "ONHAND_SANDBOX__LISTEN_ADDR",
+            default_value = "127.0.0.1:8070"
+        )]
+        listen_addr: std::net::SocketAddr,
+        /// Seed for fault injection and item ids (runs with one seed behave alike).
+        #[arg(long, env = "ONHAND_SANDBOX__SEED", default_value_t = 0)]
+        seed: u64,
+        /// Seed catalogues at start: {"<channel>": [{"sku", "quantity", "parent_id"?}]}.
+        #[arg(long, env = "ONHAND_SANDBOX__CATALOG")]
+        catalog: Option<PathBuf>,
+    },
+    /// Serve the storefront's read-only availability endpoint over the KV bucket
+    /// onhand_availability (listen address: ONHAND_STOREFRONT__LISTEN_ADDR).
+    Storefront {
+        /// The NATS server.
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
     },
 }
 
@@ -181,6 +206,22 @@ async fn main() -> anyhow::Result<()> {
                 println!("{published}");
             }
             Ok(())
+        }
+        Top::Sandbox {
+            listen_addr,
+            seed,
+            catalog,
+        } => {
+            let options = sandbox_cli::SandboxOptions {
+                listen_addr,
+                seed,
+                catalog,
+            };
+            sandbox_cli::run(options, onhand_common::shutdown::on_signal()).await
+        }
+        Top::Storefront { nats_url } => {
+            let shutdown = onhand_common::shutdown::on_signal();
+            storefront_cli::run(jetstream(&nats_url).await?, shutdown).await
         }
     }
 }

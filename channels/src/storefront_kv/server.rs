@@ -171,7 +171,7 @@ async fn one(
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_sku",
-            format!("no availability for SKU {sku:?}"),
+            format!("no availability for SKU {:?}", sku.as_str()),
         )),
     }
 }
