@@ -347,7 +347,7 @@ fn item_json(item: &mut Item, now: Instant, with_location: bool) -> Value {
     };
     json!({
         "identity": {"sku": item.sku, "variant_id": item.id,
-                     "product_id": item.parent_id.unwrap_or(item.id), "sku_id": null},
+                     "product_id": item.parent_id.unwrap_or(item.id)},
         "locations": locations,
     })
 }
