@@ -133,9 +133,7 @@ impl<A: ChannelApi> HttpChannel<A> {
                         results[i] = Some(PushOutcome::Applied);
                     }
                     // `write` settles every resend itself; one left over is final.
-                    ItemResult::Done(other) | ItemResult::Resend(other) => {
-                        results[i] = Some(other)
-                    }
+                    ItemResult::Done(other) | ItemResult::Resend(other) => results[i] = Some(other),
                     ItemResult::Stale { current } => {
                         counter!("onhand_channel_concurrent_changes_total", "channel" => self.api.kind().as_str()).increment(1);
                         tracing::info!(channel = %self.api.kind(), sku = %target.push.sku, ?current, attempt, "channel value changed behind us; retrying with the fresh value");

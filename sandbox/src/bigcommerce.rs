@@ -17,8 +17,10 @@
 //! (150 per 30 s on Standard). The emulator maps that onto the channel's token bucket:
 //! `X-Rate-Limit-Requests-Quota` = capacity, `-Time-Window-Ms` = the time the bucket takes
 //! to refill from empty, `-Requests-Left` = whole requests left, `-Time-Reset-Ms` = time
-//! until the bucket is full again. A bucket is never looser than the fixed window it stands
-//! for (a window admits up to twice its quota across a boundary). The headers are on every
+//! until `-Requests-Left` next grows by one (a bucket refills continuously, so it has no
+//! single reset instant; with nothing left, that is when the next request fits). A bucket
+//! is never looser than the fixed window it stands for (a window admits up to twice its
+//! quota across a boundary). The headers are on every
 //! response while a rate knob is set; over the quota is a 429 with them, an injected 429
 //! comes without them ("platform load").
 
@@ -85,7 +87,7 @@ fn quota_headers(sandbox: &Sandbox, response: &mut Response) {
         ("X-Rate-Limit-Time-Window-Ms", ms(capacity / refill)),
         (
             "X-Rate-Limit-Time-Reset-Ms",
-            ms((capacity - available) / refill),
+            ms(((available.floor() + 1.0).min(capacity) - available) / refill),
         ),
     ];
     for (name, value) in values {
