@@ -9,9 +9,13 @@
 
 use serde_json::{Map, Value};
 
+/// A spec file: `$ONHAND_CHANNEL_SPECS/<name>`, or the project's `../shared/channel-specs/`.
 pub fn spec_path(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../../shared/channel-specs/{name}"))
+    let dir = std::env::var_os("ONHAND_CHANNEL_SPECS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/channel-specs"),
+        std::path::PathBuf::from,
+    );
+    dir.join(name)
 }
 
 /// The schema at a JSON pointer of the spec.
