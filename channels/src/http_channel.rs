@@ -35,6 +35,16 @@ pub enum ReadError {
     Endless { channel: ChannelKind, pages: usize },
 }
 
+/// What resolving one SKU's channel id came to.
+#[derive(Debug, Clone)]
+enum Resolution {
+    Found(ChannelRef),
+    /// The channel has no item for the SKU.
+    Missing,
+    /// The lookup itself failed; the push gets this outcome.
+    Failed(PushOutcome),
+}
+
 #[derive(Debug)]
 pub struct HttpChannel<A: ChannelApi> {
     api: A,
@@ -82,29 +92,23 @@ impl<A: ChannelApi> HttpChannel<A> {
                 break;
             }
             // Resolve what the cache lacks (all of it again after a lost compare-and-set).
-            let refs = match self.resolve(pending.iter().map(|&i| &pushes[i].sku)).await {
-                Ok(refs) => refs,
-                Err(outcome) => {
-                    for &i in &pending {
-                        results[i] = Some(outcome.clone());
-                    }
-                    pending.clear();
-                    break;
-                }
-            };
+            let refs = self.resolve(pending.iter().map(|&i| &pushes[i].sku)).await;
             let mut targets = Vec::with_capacity(pending.len());
             let mut indices = Vec::with_capacity(pending.len());
             for &i in &pending {
                 let push = &pushes[i];
                 match refs.get(&push.sku) {
-                    Some(Some(reference)) => {
+                    Some(Resolution::Failed(outcome)) => {
+                        results[i] = Some(outcome.clone());
+                    }
+                    Some(Resolution::Found(reference)) => {
                         targets.push(Target {
                             push: push.clone(),
                             reference: Some(reference.clone()),
                         });
                         indices.push(i);
                     }
-                    Some(None) => {
+                    Some(Resolution::Missing) => {
                         results[i] = Some(PushOutcome::permanent(
                             "unknown_sku",
                             format!("{} has no item for this sku", self.api.kind()),
@@ -163,12 +167,9 @@ impl<A: ChannelApi> HttpChannel<A> {
             .collect()
     }
 
-    /// Cached or freshly resolved refs: `Some(None)` = the channel has no such SKU;
-    /// missing from the map = this channel needs no resolution.
-    async fn resolve<'a>(
-        &self,
-        skus: impl Iterator<Item = &'a Sku>,
-    ) -> Result<HashMap<Sku, Option<ChannelRef>>, PushOutcome> {
+    /// Cached or freshly resolved refs, per SKU; a SKU absent from the map needs no
+    /// resolution on this channel. A lookup that fails fails only the SKUs it was for.
+    async fn resolve<'a>(&self, skus: impl Iterator<Item = &'a Sku>) -> HashMap<Sku, Resolution> {
         let mut out = HashMap::new();
         let mut missing = Vec::new();
         {
@@ -176,7 +177,7 @@ impl<A: ChannelApi> HttpChannel<A> {
             for sku in skus {
                 match refs.get(sku) {
                     Some(r) => {
-                        out.insert(sku.clone(), Some(r.clone()));
+                        out.insert(sku.clone(), Resolution::Found(r.clone()));
                     }
                     None => missing.push(sku.clone()),
                 }
@@ -184,30 +185,48 @@ impl<A: ChannelApi> HttpChannel<A> {
         }
         for chunk in missing.chunks(self.api.max_resolve_batch().max(1)) {
             let Some(request) = self.api.resolve_request(chunk) else {
-                return Ok(out);
+                return out;
             };
-            let request = request.map_err(|e| PushOutcome::permanent("mapping", e.to_string()))?;
-            let resp = self
-                .send(&request)
-                .await
-                .map_err(|e| PushOutcome::transient(e.to_string()))?;
-            if let Some(outcome) = classify::outcome(&self.api.classify(&resp), &resp) {
-                return Err(outcome);
-            }
-            let found = self
-                .api
-                .resolve_response(chunk, &resp)
-                .map_err(|e| PushOutcome::transient(e.to_string()))?;
-            let mut refs = self.refs();
-            for sku in chunk {
-                let r = found.get(sku).cloned();
-                if let Some(r) = &r {
-                    refs.insert(sku.clone(), r.clone());
+            match self.resolve_chunk(chunk, request).await {
+                Ok(found) => {
+                    let mut refs = self.refs();
+                    for sku in chunk {
+                        let resolution = match found.get(sku) {
+                            Some(r) => {
+                                refs.insert(sku.clone(), r.clone());
+                                Resolution::Found(r.clone())
+                            }
+                            None => Resolution::Missing,
+                        };
+                        out.insert(sku.clone(), resolution);
+                    }
                 }
-                out.insert(sku.clone(), r);
+                Err(outcome) => {
+                    for sku in chunk {
+                        out.insert(sku.clone(), Resolution::Failed(outcome.clone()));
+                    }
+                }
             }
         }
-        Ok(out)
+        out
+    }
+
+    async fn resolve_chunk(
+        &self,
+        chunk: &[Sku],
+        request: Result<crate::api::ApiRequest, crate::api::MappingError>,
+    ) -> Result<HashMap<Sku, ChannelRef>, PushOutcome> {
+        let request = request.map_err(|e| PushOutcome::permanent("mapping", e.to_string()))?;
+        let resp = self
+            .send(&request)
+            .await
+            .map_err(|e| PushOutcome::transient(e.to_string()))?;
+        if let Some(outcome) = classify::outcome(&self.api.classify(&resp), &resp) {
+            return Err(outcome);
+        }
+        self.api
+            .resolve_response(chunk, &resp)
+            .map_err(|e| PushOutcome::transient(e.to_string()))
     }
 
     /// Write the targets, one request per [`ChannelApi::group_key`]; results in order.
