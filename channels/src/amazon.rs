@@ -265,8 +265,6 @@ impl ChannelApi for AmazonApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use reqwest::header::{HeaderMap, HeaderValue};
 
     fn api() -> AmazonApi {
         AmazonApi::new(AmazonConfig {
@@ -276,27 +274,11 @@ mod tests {
     }
 
     fn target(sku: &str, quantity: i64) -> Target {
-        Target {
-            push: crate::Push {
-                sku: onhand_common::Sku::parse(sku).expect("sku"),
-                quantity,
-                version: 1,
-                event_id: uuid::Uuid::nil(),
-            },
-            reference: None,
-        }
+        crate::test_support::target(sku, quantity, 1, None)
     }
 
     fn resp(status: u16, headers: &[(&'static str, &'static str)], body: &str) -> ApiResponse {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            map.insert(*k, HeaderValue::from_static(v));
-        }
-        ApiResponse {
-            status,
-            headers: map,
-            body: Bytes::from(body.to_owned()),
-        }
+        crate::test_support::response(status, headers, body.to_owned())
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub mod limiter;
 pub mod push;
 pub mod transport;
 
+#[cfg(test)]
+mod test_support;
+
 pub mod amazon;
 pub mod bigcommerce;
 pub mod ebay;

@@ -276,9 +276,6 @@ impl ChannelApi for Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::push::Push;
-    use bytes::Bytes;
-    use reqwest::header::HeaderMap;
 
     fn webhook() -> Webhook {
         Webhook::new(WebhookConfig {
@@ -288,23 +285,11 @@ mod tests {
     }
 
     fn target(sku: &str, quantity: i64) -> Target {
-        Target {
-            push: Push {
-                sku: onhand_common::Sku::parse(sku).expect("sku"),
-                quantity,
-                version: 7,
-                event_id: uuid::Uuid::nil(),
-            },
-            reference: None,
-        }
+        crate::test_support::target(sku, quantity, 7, None)
     }
 
     fn resp(status: u16, body: &str) -> ApiResponse {
-        ApiResponse {
-            status,
-            headers: HeaderMap::new(),
-            body: Bytes::from(body.to_owned()),
-        }
+        crate::test_support::response(status, &[], body.to_owned())
     }
 
     #[test]

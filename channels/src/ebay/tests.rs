@@ -1,34 +1,17 @@
 //! Mapping tests on recorded responses, and snapshots of the outbound requests.
 
 use super::*;
-use bytes::Bytes;
-use reqwest::header::HeaderMap;
-use uuid::Uuid;
-
-use crate::push::Push;
 
 fn target(sku: &str, quantity: i64, offers: &str) -> Target {
-    Target {
-        push: Push {
-            sku: Sku::parse(sku).expect("sku"),
-            quantity,
-            version: 1,
-            event_id: Uuid::nil(),
-        },
-        reference: Some(ChannelRef {
-            id: offers.to_owned(),
-            parent: None,
-            current: None,
-        }),
-    }
+    let offers = ChannelRef {
+        id: offers.to_owned(),
+        ..ChannelRef::default()
+    };
+    crate::test_support::target(sku, quantity, 1, Some(offers))
 }
 
 fn resp(status: u16, body: serde_json::Value) -> ApiResponse {
-    ApiResponse {
-        status,
-        headers: HeaderMap::new(),
-        body: Bytes::from(body.to_string()),
-    }
+    crate::test_support::response(status, &[], body.to_string())
 }
 
 fn outcomes(batch: &[Target], r: &ApiResponse) -> Vec<PushOutcome> {

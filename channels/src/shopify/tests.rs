@@ -30,11 +30,7 @@ fn target(s: &str, quantity: i64, item: u64, current: Option<i64>, event: u128) 
 }
 
 fn resp(status: u16, body: serde_json::Value) -> ApiResponse {
-    ApiResponse {
-        status,
-        headers: HeaderMap::new(),
-        body: Bytes::from(body.to_string()),
-    }
+    crate::test_support::response(status, &[], body.to_string())
 }
 
 fn api() -> Shopify {

@@ -1,41 +1,23 @@
 //! Mapping tests on recorded responses, and snapshots of the outbound requests.
 
 use super::*;
-use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue};
-use uuid::Uuid;
-
-use crate::push::Push;
 
 fn target(sku: &str, quantity: i64, id: u64, parent: Option<u64>) -> Target {
-    Target {
-        push: Push {
-            sku: Sku::parse(sku).expect("sku"),
-            quantity,
-            version: 1,
-            event_id: Uuid::nil(),
-        },
-        reference: Some(ChannelRef {
-            id: id.to_string(),
-            parent: parent.map(|p| p.to_string()),
-            current: None,
-        }),
-    }
+    let reference = ChannelRef {
+        id: id.to_string(),
+        parent: parent.map(|p| p.to_string()),
+        current: None,
+    };
+    crate::test_support::target(sku, quantity, 1, Some(reference))
 }
 
 fn resp(status: u16, body: serde_json::Value, total_pages: Option<u32>) -> ApiResponse {
-    let mut headers = HeaderMap::new();
-    if let Some(t) = total_pages {
-        headers.insert(
-            "x-wp-totalpages",
-            HeaderValue::from_str(&t.to_string()).expect("header"),
-        );
-    }
-    ApiResponse {
-        status,
-        headers,
-        body: Bytes::from(body.to_string()),
-    }
+    let pages = total_pages.map(|t| t.to_string());
+    let headers: Vec<(&'static str, &str)> = pages
+        .iter()
+        .map(|t| ("x-wp-totalpages", t.as_str()))
+        .collect();
+    crate::test_support::response(status, &headers, body.to_string())
 }
 
 fn outcomes(batch: &[Target], r: &ApiResponse) -> Vec<PushOutcome> {
