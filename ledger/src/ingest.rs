@@ -33,8 +33,8 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
-            stream: "INGEST".to_owned(),
-            consumer: "ledger-ingest".to_owned(),
+            stream: onhand_streams::names::INGEST_STREAM.to_owned(),
+            consumer: onhand_streams::names::LEDGER_INGEST_CONSUMER.to_owned(),
             retry_delay: Duration::from_secs(2),
         }
     }

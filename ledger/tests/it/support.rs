@@ -140,36 +140,26 @@ impl TestLedger {
     }
 
     pub async fn post_raw(&self, token: &str, path: &str, key: &str, body: String) -> (u16, Value) {
-        let response = self
+        let request = self
             .http
             .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
             .header("Idempotency-Key", key)
             .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("request sent");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+            .body(body);
+        Self::send(request, token).await
     }
 
     pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request sent");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        Self::send(self.http.get(format!("{}{path}", self.base)), token).await
     }
 
     pub async fn delete(&self, token: &str, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .delete(format!("{}{path}", self.base))
+        Self::send(self.http.delete(format!("{}{path}", self.base)), token).await
+    }
+
+    /// Send with the bearer token; the status and the JSON body (null when there is none).
+    async fn send(request: reqwest::RequestBuilder, token: &str) -> (u16, Value) {
+        let response = request
             .bearer_auth(token)
             .send()
             .await
