@@ -3,7 +3,9 @@
 //! [`HttpChannel`]).
 
 pub mod api;
+pub mod channel;
 pub mod classify;
+pub mod config;
 pub mod http_channel;
 pub mod limiter;
 pub mod push;
@@ -24,6 +26,8 @@ pub use api::{
     ApiRequest, ApiResponse, ChannelApi, ChannelRef, ItemResult, MappingError, PageToken, ReadPage,
     Target,
 };
+pub use channel::{Channel, ConnectError, ReadBackError};
+pub use config::{ChannelSettings, Connection, RateSetting};
 pub use http_channel::{HttpChannel, ReadError};
 pub use limiter::{RateLimit, RateLimiter};
 pub use push::{ChannelKind, Listed, Push, PushOutcome};

@@ -38,7 +38,8 @@ impl ConfigError {
         }
     }
 
-    pub(crate) fn invalid(name: impl Into<String>, reason: impl Display) -> ConfigError {
+    /// A variable set to something unusable; `reason` must not contain the value.
+    pub fn invalid(name: impl Into<String>, reason: impl Display) -> ConfigError {
         ConfigError::Invalid {
             name: name.into(),
             reason: reason.to_string(),

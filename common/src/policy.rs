@@ -22,7 +22,9 @@ use thiserror::Error;
 use crate::stock::{StockState, saturate};
 use crate::warehouse::{WarehouseError, validate_warehouse};
 
-pub use crate::policy_env::{CHANNEL_ENV_PREFIX, policies_from_env};
+pub use crate::policy_env::{
+    CHANNEL_ENV_PREFIX, CONNECTION_SETTINGS, POLICY_SETTINGS, policies_from_env, validate_channel_name,
+};
 
 /// One channel's listing policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,42 @@ use crate::warehouse::validate_warehouse;
 /// Prefix of the per-channel policy variables.
 pub const CHANNEL_ENV_PREFIX: &str = "ONHAND_CHANNEL__";
 
+/// Policy settings, read here.
+pub const POLICY_SETTINGS: &[&str] = &[
+    "ALLOCATION_PCT",
+    "BUFFER",
+    "MAX_LISTED",
+    "ZERO_BELOW",
+    "WAREHOUSES",
+];
+
+/// How to reach the channel (kind, URL, credentials, rate limit): read by the channels
+/// crate (`onhand_channels::config`), accepted and skipped here so one set of
+/// `ONHAND_CHANNEL__<NAME>__*` variables configures both.
+pub const CONNECTION_SETTINGS: &[&str] = &[
+    "KIND",
+    "BASE_URL",
+    "TIMEOUT_MS",
+    "RATE_LIMIT",
+    "RATE_PER_SEC",
+    "RATE_BURST",
+    "TOKEN",
+    "TOKEN_FILE",
+    "API_VERSION",
+    "LOCATION_ID",
+    "REASON",
+    "SELLER_ID",
+    "MARKETPLACE_ID",
+    "STORE_HASH",
+    "CONSUMER_KEY",
+    "CONSUMER_SECRET",
+    "CONSUMER_SECRET_FILE",
+    "SECRET",
+    "SECRET_FILE",
+    "PATH",
+    "MAX_BATCH",
+];
+
 /// Longest channel name, in characters.
 const MAX_CHANNEL_NAME: usize = 64;
 
@@ -36,17 +72,7 @@ pub fn policies_from_env(
             ));
         };
         let channel = channel.to_ascii_lowercase();
-        if channel.is_empty()
-            || channel.len() > MAX_CHANNEL_NAME
-            || !channel
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        {
-            return Err(ConfigError::invalid(
-                name,
-                "channel name must be 1 to 64 characters of letters, digits, '_' and '-'",
-            ));
-        }
+        validate_channel_name(&channel).map_err(|reason| ConfigError::invalid(&name, reason))?;
         let key = key.to_ascii_uppercase();
         if !seen.insert((channel.clone(), key.clone())) {
             return Err(ConfigError::invalid(
@@ -78,10 +104,15 @@ pub fn policies_from_env(
                 }
                 policy.warehouses = Some(set);
             }
+            other if CONNECTION_SETTINGS.contains(&other) => {}
             _ => {
                 return Err(ConfigError::invalid(
                     name,
-                    "unknown setting; expected ALLOCATION_PCT, BUFFER, MAX_LISTED, ZERO_BELOW or WAREHOUSES",
+                    format!(
+                        "unknown setting; expected one of {}, {}",
+                        POLICY_SETTINGS.join(", "),
+                        CONNECTION_SETTINGS.join(", ")
+                    ),
                 ));
             }
         }
@@ -95,6 +126,20 @@ pub fn policies_from_env(
         })?;
     }
     Ok(policies)
+}
+
+/// A channel name is used in subjects (`inventory.dlq.<channel>`), consumer names
+/// (`projector-<channel>`) and watermark keys: 1 to 64 lowercase letters, digits, `_`, `-`.
+pub fn validate_channel_name(channel: &str) -> Result<(), &'static str> {
+    if channel.is_empty()
+        || channel.len() > MAX_CHANNEL_NAME
+        || !channel
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err("channel name must be 1 to 64 characters of lowercase letters, digits, '_' and '-'");
+    }
+    Ok(())
 }
 
 fn non_negative(name: &str, value: &str) -> Result<i64, ConfigError> {
@@ -153,6 +198,17 @@ mod tests {
             }
         );
         assert!(policies_from_env(Vec::new()).expect("empty").is_empty());
+    }
+
+    #[test]
+    fn connection_settings_are_left_to_the_channels_crate() {
+        let policies = policies_from_env(vars(&[
+            ("ONHAND_CHANNEL__SHOPIFY__BASE_URL", "https://x.myshopify.com"),
+            ("ONHAND_CHANNEL__SHOPIFY__TOKEN", "shpat_1"),
+            ("ONHAND_CHANNEL__SHOPIFY__BUFFER", "3"),
+        ]))
+        .expect("valid");
+        assert_eq!(policies["shopify"].buffer, 3);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod admin;
 mod amazon;
 mod bigcommerce;
+mod configured;
 mod core;
 mod ebay;
 mod shopify;
