@@ -6,6 +6,9 @@ use onhand_sandbox::Channel as Sandboxed;
 
 use crate::support::{TestSandbox, push};
 
+/// (the sandboxed API, the kind, its settings)
+type Case = (Sandboxed, ChannelKind, Vec<(&'static str, String)>);
+
 fn settings(name: &str, pairs: &[(&str, String)]) -> ChannelSettings {
     let prefix = format!("ONHAND_CHANNEL__{}__", name.to_ascii_uppercase());
     ChannelSettings::from_vars(
@@ -20,7 +23,7 @@ fn settings(name: &str, pairs: &[(&str, String)]) -> ChannelSettings {
 #[tokio::test]
 async fn every_http_kind_pushes_and_reads_back_through_its_settings() {
     let sb = TestSandbox::start().await;
-    let cases: Vec<(Sandboxed, ChannelKind, Vec<(&str, String)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             Sandboxed::Shopify,
             ChannelKind::Shopify,
