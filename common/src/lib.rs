@@ -5,6 +5,7 @@
 //! Everything here is pure except [`telemetry`] (installs global subscribers) and
 //! [`shutdown`] (spawns a signal task); no network or database I/O.
 
+pub mod backoff;
 pub mod config;
 pub mod event;
 pub mod policy;

@@ -14,10 +14,10 @@ use onhand_common::event::HEADER_MSG_ID;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::backoff::Backoff;
 use crate::commands::{Command, IdempotencyKey, Ledger};
 use crate::error::LedgerError;
 use crate::metrics;
+use onhand_common::backoff::Backoff;
 
 pub const DLQ_SUBJECT: &str = "inventory.dlq.ingest";
 pub const HEADER_DLQ_REASON: &str = "Onhand-Dlq-Reason";

@@ -5,7 +5,6 @@
 
 pub mod app;
 pub mod auth;
-mod backoff;
 pub mod commands;
 pub mod config;
 pub mod error;

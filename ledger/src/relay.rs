@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::backoff::Backoff;
 use crate::metrics;
+use onhand_common::backoff::Backoff;
 
 /// The advisory lock key that elects the relay leader ("onhand-relay" as an integer).
 pub const RELAY_LOCK_KEY: i64 = 0x6f6e_6861_6e64_7231;

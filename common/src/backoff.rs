@@ -1,4 +1,4 @@
-//! Retry pacing for the ledger's background loops (relay, ingest): capped exponential
+//! Retry pacing for background loops (the ledger's relay and ingest, projectors): capped exponential
 //! backoff with jitter (the maintained `backon` crate), restarted after a success.
 
 use std::time::Duration;
