@@ -23,7 +23,8 @@ use crate::stock::{StockState, saturate};
 use crate::warehouse::{WarehouseError, validate_warehouse};
 
 pub use crate::policy_env::{
-    CHANNEL_ENV_PREFIX, CONNECTION_SETTINGS, POLICY_SETTINGS, policies_from_env, validate_channel_name,
+    CHANNEL_ENV_PREFIX, CONNECTION_SETTINGS, POLICY_SETTINGS, policies_from_env,
+    validate_channel_name,
 };
 
 /// One channel's listing policy.

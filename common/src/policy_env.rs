@@ -137,7 +137,9 @@ pub fn validate_channel_name(channel: &str) -> Result<(), &'static str> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
     {
-        return Err("channel name must be 1 to 64 characters of lowercase letters, digits, '_' and '-'");
+        return Err(
+            "channel name must be 1 to 64 characters of lowercase letters, digits, '_' and '-'",
+        );
     }
     Ok(())
 }
@@ -203,7 +205,10 @@ mod tests {
     #[test]
     fn connection_settings_are_left_to_the_channels_crate() {
         let policies = policies_from_env(vars(&[
-            ("ONHAND_CHANNEL__SHOPIFY__BASE_URL", "https://x.myshopify.com"),
+            (
+                "ONHAND_CHANNEL__SHOPIFY__BASE_URL",
+                "https://x.myshopify.com",
+            ),
             ("ONHAND_CHANNEL__SHOPIFY__TOKEN", "shpat_1"),
             ("ONHAND_CHANNEL__SHOPIFY__BUFFER", "3"),
         ]))
