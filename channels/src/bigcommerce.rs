@@ -415,7 +415,7 @@ mod tests {
         ));
         assert!(matches!(
             api().write_outcomes(&batch, &resp(401, &[], r#"{"status":401}"#))[0],
-            ItemResult::Done(PushOutcome::Permanent { ref code, .. }) if code == "http_401"
+            ItemResult::Done(PushOutcome::Transient { ref reason, .. }) if reason.contains("credentials")
         ));
     }
 

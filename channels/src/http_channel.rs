@@ -310,12 +310,27 @@ impl<A: ChannelApi> HttpChannel<A> {
                 self.transport.limiter.pause_for(reset);
             }
         }
-        if let Class::Throttled { retry_after } = self.api.classify(&resp) {
-            counter!("onhand_channel_throttled_total", "channel" => self.api.kind().as_str())
-                .increment(1);
-            self.transport
-                .limiter
-                .pause_for(retry_after.unwrap_or(std::time::Duration::from_secs(1)));
+        match self.api.classify(&resp) {
+            Class::Throttled { retry_after } => {
+                counter!("onhand_channel_throttled_total", "channel" => self.api.kind().as_str())
+                    .increment(1);
+                self.transport
+                    .limiter
+                    .pause_for(retry_after.unwrap_or(std::time::Duration::from_secs(1)));
+            }
+            Class::Unauthorized => {
+                // Held, not dead-lettered (see `classify`): somebody has to fix the
+                // credentials, so say so loudly, once per refused request.
+                counter!("onhand_channel_auth_failures_total", "channel" => self.api.kind().as_str())
+                    .increment(1);
+                tracing::error!(
+                    channel = %self.api.kind(),
+                    status = resp.status,
+                    path = %request.path,
+                    "the channel refused our credentials; pushes are held until the token, key or scope is fixed"
+                );
+            }
+            Class::Success | Class::Unavailable { .. } | Class::Rejected => {}
         }
         Ok(resp)
     }
@@ -340,7 +355,7 @@ impl<A: ChannelApi> HttpChannel<A> {
                     .await;
                     continue;
                 }
-                Class::Unavailable { .. } | Class::Rejected => {
+                Class::Unavailable { .. } | Class::Unauthorized | Class::Rejected => {
                     return Err(ReadError::Status {
                         channel: self.api.kind(),
                         status: resp.status,

@@ -6,7 +6,8 @@
 //! The receiver answers 2xx `{"results":[{"sku","status":"applied"|"rejected","error"?}]}`,
 //! one result per item; a rejected item is a permanent failure for that SKU only. Any other
 //! status is the whole request's fate, classified once for every channel (408/429/5xx
-//! transient with `Retry-After` honoured, other 4xx permanent — a bad signature is 401).
+//! transient with `Retry-After` honoured; 401/403 — a bad signature is 401 — held as a
+//! credentials problem, transient with an alert; other 4xx permanent).
 //!
 //! **Read-back.** `GET <base_url><path>?page=N` (N from 1) answers
 //! `{"items":[{"sku","quantity"}],"next_page":N|null}`.
@@ -365,7 +366,7 @@ mod tests {
         let unauthorized = api.write_outcomes(&batch, &resp(401, r#"{"error":{}}"#));
         assert!(unauthorized.iter().all(|r| matches!(
             r,
-            ItemResult::Done(PushOutcome::Permanent { code, .. }) if code == "http_401"
+            ItemResult::Done(PushOutcome::Transient { reason, .. }) if reason.contains("credentials")
         )));
         let unavailable = api.write_outcomes(&batch, &resp(503, ""));
         assert!(

@@ -6,7 +6,8 @@
 //!   `POST /products/{parent}/variations/batch` ([`ChannelApi::group_key`] keeps them in
 //!   separate requests), ≤ 100 items, always `manage_stock: true` with the absolute
 //!   `stock_quantity`. Per-item errors come back inside the 200 (`{"id", "error"}`): an
-//!   invalid id is permanent, a 5xx status in `error.data` transient. An item answered with a
+//!   invalid id is permanent, a 5xx status in `error.data` transient, a 401/403 held as a
+//!   credentials problem (as a whole-request 401 is, `classify`). An item answered with a
 //!   different `stock_quantity` than we sent was not applied (the store has stock management
 //!   off, or the product type ignores stock): permanent `stock_management_disabled`.
 //! - Read-back: `GET /products` lists products only, as WooCommerce does, so the read-back
@@ -214,6 +215,16 @@ impl BatchItem {
             let status = e.data.as_ref().and_then(|d| d.status).unwrap_or(400);
             return if status >= 500 {
                 PushOutcome::transient(format!("WooCommerce {}: {}", e.code, e.message))
+            } else if matches!(status, 401 | 403) {
+                // The key's user may not edit products: the account's problem, held like a
+                // whole-request 401 (see `classify`).
+                PushOutcome::Transient {
+                    retry_after: Some(classify::AUTH_RETRY),
+                    reason: format!(
+                        "WooCommerce refused our credentials for this item ({} {}): {}",
+                        status, e.code, e.message
+                    ),
+                }
             } else {
                 PushOutcome::permanent(e.code.clone(), e.message.clone())
             };

@@ -159,11 +159,12 @@ fn whole_request_failures() {
             .iter()
             .all(|o| matches!(o, PushOutcome::Transient { .. }))
     );
+    // An expired user token (errorId 1001) is the account's, not the SKUs': held.
     let unauthorized = resp(401, json!({"errors": [{"errorId": 1001}]}));
     assert!(
         outcomes(&batch, &unauthorized)
             .iter()
-            .all(|o| matches!(o, PushOutcome::Permanent { code, .. } if code == "http_401"))
+            .all(|o| matches!(o, PushOutcome::Transient { reason, .. } if reason.contains("1001")))
     );
 }
 

@@ -98,7 +98,8 @@ fn wait_from_cost(cost: &Cost) -> Option<Duration> {
 
 /// 429 and 200-with-`THROTTLED` are throttling (wait from the throttle status, else
 /// `Retry-After`); a 2xx whose `errors` left no `data` is refused as a whole (transient
-/// for `INTERNAL_SERVER_ERROR` and `IDEMPOTENCY_CONCURRENT_REQUEST`); the rest by status.
+/// for `INTERNAL_SERVER_ERROR` and `IDEMPOTENCY_CONCURRENT_REQUEST`, credentials for
+/// `ACCESS_DENIED`); the rest by status (401 and 403 are credentials).
 pub(super) fn classify(resp: &ApiResponse) -> Class {
     let class = classify::http(resp);
     let body = || envelope(resp);
@@ -138,6 +139,10 @@ pub(super) fn classify(resp: &ApiResponse) -> Class {
                 )
             }) {
                 Class::Unavailable { retry_after: None }
+            } else if errors.codes().any(|c| c == "ACCESS_DENIED") {
+                // The app lacks a scope (`write_inventory`, `read_inventory`; CHANNELS.md
+                // §1): the account's problem, not the items'.
+                Class::Unauthorized
             } else {
                 Class::Rejected
             }

@@ -273,7 +273,17 @@ fn graphql_errors_without_data_are_refused_as_a_whole() {
         401,
         json!({"errors":"[API] Invalid API key or access token"}),
     );
-    assert_eq!(api().classify(&unauthorised), Class::Rejected);
+    assert_eq!(api().classify(&unauthorised), Class::Unauthorized);
+    let batch = [target("A-1", 1, 1, Some(0), 1)];
+    assert!(matches!(
+        &api().write_outcomes(&batch, &unauthorised)[0],
+        ItemResult::Done(PushOutcome::Transient { reason, .. }) if reason.contains("credentials")
+    ));
+    let no_scope = resp(
+        200,
+        json!({"errors":[{"message":"Access denied for inventorySetQuantities field. Required access: `write_inventory` access scope.","extensions":{"code":"ACCESS_DENIED","documentation":"https://shopify.dev/api/usage/access-scopes"}}]}),
+    );
+    assert_eq!(api().classify(&no_scope), Class::Unauthorized);
 }
 
 #[test]

@@ -77,6 +77,7 @@ fn per_item_errors_inside_a_200_fan_out() {
         target("UNMANAGED", 5, 3, None),
         target("DOWN", 5, 4, None),
         target("ABSENT", 5, 5, None),
+        target("NO-RIGHTS", 5, 6, None),
     ];
     let r = resp(
         200,
@@ -85,6 +86,7 @@ fn per_item_errors_inside_a_200_fan_out() {
             {"id": 2, "error": {"code": "woocommerce_rest_product_invalid_id", "message": "Invalid ID.", "data": {"status": 400}}},
             {"id": 3, "sku": "UNMANAGED", "manage_stock": false, "stock_quantity": null},
             {"id": 4, "error": {"code": "internal_server_error", "message": "db gone", "data": {"status": 500}}},
+            {"id": 6, "error": {"code": "woocommerce_rest_cannot_edit", "message": "Sorry, you are not allowed to edit this resource.", "data": {"status": 403}}},
         ]}),
         None,
     );
@@ -109,6 +111,14 @@ fn per_item_errors_inside_a_200_fan_out() {
         "{:?}",
         got[4]
     );
+    // A key whose user may not edit: the credentials' problem, held rather than
+    // dead-lettered.
+    assert!(
+        matches!(&got[5], PushOutcome::Transient { retry_after: Some(_), reason }
+            if reason.contains("woocommerce_rest_cannot_edit")),
+        "{:?}",
+        got[5]
+    );
 }
 
 #[test]
@@ -130,9 +140,10 @@ fn whole_request_failures() {
         json!({"code": "woocommerce_rest_cannot_view", "message": "Sorry, you cannot list resources.", "data": {"status": 401}}),
         None,
     );
+    // A key without rights says nothing about the items: held, not dead-lettered.
     assert!(outcomes(&batch, &unauthorized).iter().all(|o| matches!(
         o,
-        PushOutcome::Permanent { code, .. } if code == "woocommerce_rest_cannot_view"
+        PushOutcome::Transient { reason, .. } if reason.contains("woocommerce_rest_cannot_view")
     )));
     let busy = resp(503, json!({"code": "service_unavailable"}), None);
     assert!(

@@ -186,6 +186,49 @@ async fn amazon_5xx_and_429_are_transient_invalid_is_not_retried() {
     assert!(sb.writes(Channel::Amazon).is_empty());
 }
 
+/// The adapter with a token the sandbox refuses (it has none).
+fn without_token(sb: &TestSandbox) -> HttpChannel<AmazonApi> {
+    let transport = Transport::new(
+        ChannelKind::Amazon,
+        sb.url(Channel::Amazon),
+        Auth::None,
+        Duration::from_secs(5),
+        RateLimiter::unlimited(),
+    )
+    .expect("transport");
+    HttpChannel::new(api(), transport)
+}
+
+#[tokio::test]
+async fn amazon_a_refused_token_holds_pushes_and_fails_the_read_back_at_once() {
+    let sb = TestSandbox::start().await;
+    sb.seed(Channel::Amazon, &[("A-1", 0), ("B-2", 0)]).await;
+    let refused = without_token(&sb);
+    // 403 Unauthorized (an expired LWA token looks the same): not the SKUs' fault, so
+    // neither is dead-lettered; each is tried again after the hint.
+    let out = refused.push(&[push("A-1", 5, 1), push("B-2", 6, 1)]).await;
+    for outcome in &out {
+        assert!(
+            matches!(outcome, PushOutcome::Transient { retry_after: Some(_), reason }
+                if reason.contains("HTTP 403") && reason.contains("Unauthorized")),
+            "{out:?}"
+        );
+    }
+    let started = Instant::now();
+    let err = refused.read_all().await.expect_err("refused");
+    assert!(err.to_string().contains("403"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "a refused read-back fails at once instead of sitting out outage retries"
+    );
+    assert!(sb.writes(Channel::Amazon).is_empty());
+    // Once the token is fixed, the same pushes go through.
+    let out = channel(&sb, Some(None))
+        .push(&[push("A-1", 5, 1), push("B-2", 6, 1)])
+        .await;
+    assert_eq!(out, vec![PushOutcome::Applied; 2]);
+}
+
 #[tokio::test]
 async fn amazon_read_back_pages_1000_listings_and_refuses_more() {
     let sb = TestSandbox::start().await;

@@ -245,7 +245,7 @@ async fn bigcommerce_a_smaller_plan_is_learned_from_the_quota_headers() {
 }
 
 #[tokio::test]
-async fn bigcommerce_5xx_is_transient_and_401_is_not_retried() {
+async fn bigcommerce_5xx_and_401_are_transient_a_refused_item_is_not_retried() {
     let sb = TestSandbox::start().await;
     seed_many(&sb, "E", 3).await;
     let pushes = [push("E-00000", 1, 1), push("E-00001", 1, 1)];
@@ -268,9 +268,12 @@ async fn bigcommerce_5xx_is_transient_and_401_is_not_retried() {
     sb.knobs(Channel::Bigcommerce, counting());
     let unauthenticated = HttpChannel::new(api(), transport(&sb, false, None));
     let out = unauthenticated.push(&pushes).await;
+    // A missing or expired token says nothing about the SKUs: held for retry, not
+    // dead-lettered.
     assert!(
-        out.iter()
-            .all(|o| matches!(o, PushOutcome::Permanent { code, .. } if code == "http_401")),
+        out.iter().all(
+            |o| matches!(o, PushOutcome::Transient { reason, .. } if reason.contains("HTTP 401"))
+        ),
         "{out:?}"
     );
     // A refused item alone is final at once (401s are refused before the quota counts).

@@ -292,18 +292,26 @@ async fn ebay_revision_cap_waits_for_the_next_day() {
 }
 
 #[tokio::test]
-async fn ebay_bearer_token_is_required() {
+async fn ebay_a_refused_token_holds_the_push_until_it_is_fixed() {
     let sb = TestSandbox::start().await;
     sb.seed(Channel::Ebay, &[("AUTH-1", 0)]).await;
     let ch = ebay_with(&sb, Auth::None);
 
     let outcomes = ch.push(&[push("AUTH-1", 4, 1)]).await;
 
+    // 401 errorId 1001 (the token) is not the SKU's fault: transient, not a dead letter.
     assert!(
-        matches!(&outcomes[0], PushOutcome::Permanent { code, message } if code == "http_401" && message.contains("1001")),
+        matches!(&outcomes[0], PushOutcome::Transient { retry_after: Some(_), reason }
+            if reason.contains("HTTP 401") && reason.contains("1001")),
         "{outcomes:?}"
     );
     assert_eq!(sb.latest(Channel::Ebay, "AUTH-1"), Some(0));
+    // The operator fixes the token; the redelivered push goes through.
+    assert_eq!(
+        ebay(&sb).push(&[push("AUTH-1", 4, 1)]).await,
+        vec![PushOutcome::Applied]
+    );
+    assert_eq!(sb.latest(Channel::Ebay, "AUTH-1"), Some(4));
 }
 
 #[tokio::test]

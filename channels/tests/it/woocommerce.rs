@@ -364,9 +364,10 @@ async fn woo_basic_auth_is_required() {
 
     let outcomes = ch.push(&[push("LOCKED", 3, 1)]).await;
 
+    // A wrong consumer secret is the store connection's problem, not the SKU's: held.
     assert!(
-        matches!(&outcomes[0], PushOutcome::Permanent { code, message }
-            if code == "http_401" && message.contains("woocommerce_rest_authentication_error")),
+        matches!(&outcomes[0], PushOutcome::Transient { reason, .. }
+            if reason.contains("HTTP 401") && reason.contains("woocommerce_rest_authentication_error")),
         "{outcomes:?}"
     );
     let resp = sb
