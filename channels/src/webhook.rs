@@ -21,8 +21,16 @@
 //! and **rejects timestamps more than [`REPLAY_WINDOW_SECS`] (5 minutes) away from its own
 //! clock**: a captured request cannot be replayed after that. Within the window a replay
 //! sets the same absolute quantities again (`version` lets a receiver drop anything not
-//! newer than what it holds), so it changes nothing. Receivers answer 401 for a missing or
-//! wrong signature and 400 for a timestamp outside the window.
+//! newer than what it holds), so it changes nothing. Receivers answer **401** both for a
+//! missing or wrong signature and for a timestamp outside the window (an expired
+//! signature), and 400 only for a malformed request.
+//!
+//! Why an old timestamp is 401 and not 400: the request is signed when it is built, and the
+//! shared transport may then hold it in the channel's rate limiter (a 429's `Retry-After`
+//! pauses every request to the channel, up to an hour) before it goes out; a skewed clock
+//! has the same effect. Neither is the items' fault, and a 400 would dead-letter the whole
+//! batch. A 401 is classified as a credentials problem (`classify`): the batch is held,
+//! an operator is alerted, and the retry is signed afresh.
 
 use hmac::{Hmac, Mac};
 use reqwest::Method;

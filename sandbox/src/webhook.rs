@@ -9,10 +9,11 @@
 //! Every request must carry `Onhand-Timestamp: <unix seconds>` and
 //! `Onhand-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>` (an empty body
 //! for a GET). The secret is [`SECRET`], a sandbox constant (configure the adapter with it).
-//! A missing or wrong signature is 401; a timestamp more than [`REPLAY_WINDOW_SECS`]
-//! (5 minutes) from the sandbox's clock is 400 — the replay window: a captured request
-//! cannot be replayed later than that. The signature is checked over the raw bytes
-//! received, before the body is parsed.
+//! A missing or wrong signature is 401, and so is a timestamp more than
+//! [`REPLAY_WINDOW_SECS`] (5 minutes) from the sandbox's clock (`timestamp_out_of_window`:
+//! the replay window, as the adapter's protocol documents it in
+//! `onhand_channels::webhook`); a timestamp that is not unix seconds is 400. The signature
+//! is checked over the raw bytes received, before the body is parsed.
 //!
 //! Items for SKUs not in the catalogue are rejected (`unknown_sku`), as are negative
 //! quantities; `faults.item_error` rejects items at random. Throttling and injected faults
@@ -38,7 +39,7 @@ use crate::state::{Channel, Sandbox};
 
 /// The shared HMAC secret the sandbox's receiver verifies with.
 pub const SECRET: &str = "onhand-sandbox-webhook-secret";
-/// Requests signed further than this from the receiver's clock are refused (400).
+/// Requests signed further than this from the receiver's clock are refused (401).
 pub const REPLAY_WINDOW_SECS: i64 = 5 * 60;
 /// Most items in one PUT (413 above it).
 pub const MAX_ITEMS: usize = 1000;
@@ -129,7 +130,7 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if (now - signed_at).abs() > REPLAY_WINDOW_SECS {
         return Some(error(
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
             "timestamp_out_of_window",
             format!("Onhand-Timestamp must be within {REPLAY_WINDOW_SECS} s of now"),
         ));

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use onhand_channels::webhook::{Webhook, WebhookConfig};
 use onhand_channels::{
-    ApiRequest, Auth, ChannelKind, HttpChannel, PushOutcome, RateLimit, RateLimiter, Target,
-    Transport,
+    ApiRequest, Auth, ChannelApi, ChannelKind, HttpChannel, PushOutcome, RateLimit, RateLimiter,
+    Target, Transport,
 };
 use onhand_sandbox::state::{Faults, RateKnob};
 use onhand_sandbox::{Channel, Knobs};
@@ -110,22 +110,32 @@ async fn a_wrong_secret_or_a_tampered_body_is_refused_401_and_held() {
 }
 
 #[tokio::test]
-async fn a_correctly_signed_but_old_request_is_refused_400() {
+async fn a_correctly_signed_but_old_request_is_refused_401_and_held() {
     let sb = TestSandbox::start().await;
     sb.seed(Channel::Webhook, &[("A-1", 5)]).await;
     let ch = sandbox_channel(&sb);
     let batch = targets(&[push("A-1", 9, 2)]);
 
+    // Signed 301 s ago: a replay, or a request that sat in the rate limiter that long.
     let replayed = ch
         .api()
         .write_request_at(&batch, now() - 301)
         .expect("request");
     let resp = ch.transport().send(&replayed).await.expect("send");
-    assert_eq!(resp.status, 400, "{:?}", resp.body);
+    assert_eq!(resp.status, 401, "{:?}", resp.body);
     assert!(
         String::from_utf8_lossy(&resp.body).contains("timestamp_out_of_window"),
         "the signature passed; the window refused it"
     );
+    // Not the item's fault: held for a retry, which is signed afresh, not dead-lettered.
+    assert!(
+        matches!(
+            &ch.api().write_outcomes(&batch, &resp)[0],
+            onhand_channels::ItemResult::Done(PushOutcome::Transient { .. })
+        ),
+        "an expired signature must not dead-letter the batch"
+    );
+    assert_eq!(sb.latest(Channel::Webhook, "A-1"), Some(5));
 
     let fresh = ch
         .api()
