@@ -7,7 +7,10 @@
 //!   separate requests), ≤ 100 items, always `manage_stock: true` with the absolute
 //!   `stock_quantity`. Per-item errors come back inside the 200 (`{"id", "error"}`): an
 //!   invalid id is permanent, a 5xx status in `error.data` transient, a 401/403 held as a
-//!   credentials problem (as a whole-request 401 is, `classify`). An item answered with a
+//!   credentials problem (as a whole-request 401 is, `classify`). A 413 (the store lowered
+//!   `woocommerce_rest_batch_items_limit` below [`WooConfig::batch_limit`]; CHANNELS.md §4
+//!   says stores can) refuses the request as a whole with no item at fault: every item is
+//!   [`ItemResult::Resend`], so the transport bisects until the halves fit. An item answered with a
 //!   different `stock_quantity` than we sent was not applied (the store has stock management
 //!   off, or the product type ignores stock): permanent `stock_management_disabled`.
 //! - Read-back: `GET /products` lists products only, as WooCommerce does, so the read-back
@@ -346,6 +349,16 @@ impl ChannelApi for Woo {
     }
 
     fn write_outcomes(&self, batch: &[Target], resp: &ApiResponse) -> Vec<ItemResult> {
+        if resp.status == 413 {
+            // The store's `woocommerce_rest_batch_items_limit` is below ours: nothing was
+            // applied and no item is at fault, so the transport halves the request until
+            // it fits. Only a single item refused as too large is final.
+            let outcome = whole(resp);
+            return batch
+                .iter()
+                .map(|_| ItemResult::Resend(outcome.clone()))
+                .collect();
+        }
         if resp.status != 200 {
             return crate::api::all(batch, whole(resp));
         }

@@ -131,10 +131,17 @@ fn whole_request_failures() {
                "data": {"status": 413}}),
         None,
     );
-    assert!(outcomes(&batch, &too_large).iter().all(|o| matches!(
-        o,
-        PushOutcome::Permanent { code, .. } if code == "woocommerce_rest_request_entity_too_large"
-    )));
+    // Over the store's limit: nobody's fault, so resent in halves; alone, final.
+    assert!(
+        Woo::default()
+            .write_outcomes(&batch, &too_large)
+            .iter()
+            .all(|o| matches!(
+                o,
+                ItemResult::Resend(PushOutcome::Permanent { code, .. })
+                    if code == "woocommerce_rest_request_entity_too_large"
+            ))
+    );
     let unauthorized = resp(
         401,
         json!({"code": "woocommerce_rest_cannot_view", "message": "Sorry, you cannot list resources.", "data": {"status": 401}}),

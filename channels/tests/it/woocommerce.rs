@@ -137,6 +137,42 @@ async fn woo_batches_split_at_100() {
 }
 
 #[tokio::test]
+async fn woo_a_store_limit_below_ours_is_found_by_halving_not_dead_lettered() {
+    let sb = TestSandbox::start().await;
+    let skus = skus("WL", 150);
+    let items: Vec<_> = skus.iter().map(|s| (s.as_str(), 0, None)).collect();
+    seed(&sb, &items).await;
+    // Configured for 150 a batch; the store takes 100 (the sandbox's limit), answering 413.
+    let api = Woo::new(WooConfig { batch_limit: 150 });
+    let transport = Transport::new(
+        ChannelKind::Woocommerce,
+        sb.url(Channel::Woocommerce),
+        Auth::Basic {
+            user: CONSUMER_KEY.to_owned(),
+            password: SecretString::from(CONSUMER_SECRET.to_owned()),
+        },
+        Duration::from_secs(5),
+        RateLimiter::unlimited(),
+    )
+    .expect("transport");
+    let ch = HttpChannel::new(api, transport);
+    let pushes: Vec<_> = skus
+        .iter()
+        .enumerate()
+        .map(|(i, s)| push(s, i as i64 + 1, 1))
+        .collect();
+
+    let outcomes = ch.push(&pushes).await;
+
+    assert!(
+        outcomes.iter().all(|o| *o == PushOutcome::Applied),
+        "{outcomes:?}"
+    );
+    assert_eq!(sb.latest(Channel::Woocommerce, "WL-00149"), Some(150));
+    assert_eq!(sb.writes(Channel::Woocommerce).len(), 150);
+}
+
+#[tokio::test]
 async fn woo_variations_are_written_through_their_parents_endpoint() {
     let sb = TestSandbox::start().await;
     let ids = seed(
