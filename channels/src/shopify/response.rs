@@ -250,14 +250,13 @@ pub(super) fn write_outcomes(batch: &[Target], resp: &ApiResponse) -> Vec<ItemRe
         return crate::api::all(batch, outcome);
     };
     if payload.user_errors.is_empty() {
-        return crate::api::all(
-            batch,
-            if payload.inventory_adjustment_group.is_some() {
-                PushOutcome::Applied
-            } else {
-                PushOutcome::transient("Shopify returned no adjustment group and no error")
-            },
-        );
+        // No userErrors is success whether or not a group came back. Every refusal of this
+        // all-or-nothing mutation is a userError, and every `changeFromQuantity` we send
+        // was checked (a mismatch is CHANGE_FROM_QUANTITY_STALE, CHANNELS.md §1). The group
+        // is nullable in the schema, and a set that changes nothing has no adjustments to
+        // group; treating that as transient would retry a no-op set for ever and never
+        // ack it. The read-back still confirms.
+        return crate::api::all(batch, PushOutcome::Applied);
     }
     let mut results: Vec<Option<ItemResult>> = vec![None; batch.len()];
     for error in &payload.user_errors {

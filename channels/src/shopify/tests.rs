@@ -197,6 +197,22 @@ fn success_applies_every_item_and_reports_the_bucket() {
 }
 
 #[test]
+fn no_user_errors_is_applied_even_without_an_adjustment_group() {
+    // A set to the value already there: the compare-and-set held, nothing changed, so
+    // there is no adjustment to group. Retrying it would never end.
+    let r = resp(
+        200,
+        json!({"data":{"inventorySetQuantities":{"inventoryAdjustmentGroup":null,"userErrors":[]}},
+               "extensions":{"cost":{"requestedQueryCost":10,"actualQueryCost":10}}}),
+    );
+    let batch = [target("A-1", 4, 1, Some(4), 1)];
+    assert_eq!(
+        api().write_outcomes(&batch, &r),
+        vec![ItemResult::Done(PushOutcome::Applied)]
+    );
+}
+
+#[test]
 fn user_errors_fan_out_by_field_path_and_the_rest_is_resent() {
     let r = resp(
         200,
