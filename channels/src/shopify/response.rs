@@ -175,7 +175,6 @@ pub(super) struct SetData {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct SetPayload {
-    pub inventory_adjustment_group: Option<Value>,
     #[serde(default)]
     pub user_errors: Vec<UserError>,
 }
