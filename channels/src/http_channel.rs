@@ -10,7 +10,10 @@ use std::sync::Mutex;
 use metrics::counter;
 use onhand_common::Sku;
 
-use crate::api::{ApiResponse, ChannelApi, ChannelRef, ItemResult, PageToken, Target};
+use crate::api::{
+    ApiRequest, ApiResponse, ChannelApi, ChannelRef, ItemResult, MappingError, PageToken, ReadPage,
+    Target,
+};
 use crate::classify::{self, Class};
 use crate::push::{ChannelKind, Listed, Push, PushOutcome};
 use crate::transport::{Transport, TransportError};
@@ -18,7 +21,8 @@ use crate::transport::{Transport, TransportError};
 /// How many times a lost compare-and-set is retried with a fresh value before the push is
 /// left transient.
 const STALE_RETRIES: usize = 2;
-/// Consecutive outage responses a read-back sits out before giving up.
+/// Consecutive outages, timeouts or dropped connections a read-back sits out before giving
+/// up.
 const READ_RETRIES: u32 = 5;
 /// Read-back stops after this many pages (a guard against a channel that pages forever).
 const MAX_PAGES: usize = 100_000;
@@ -337,22 +341,49 @@ impl<A: ChannelApi> HttpChannel<A> {
 
     /// Every SKU's quantity as the channel shows it, page by page.
     pub async fn read_all(&self) -> Result<Vec<Listed>, ReadError> {
+        self.read_pages(
+            |token| self.api.read_request(token),
+            |token, resp| self.api.read_page_at(token, resp),
+        )
+        .await
+    }
+
+    /// Page through a listing: `request` builds the request for a position, `page` reads a
+    /// successful response. Written once for [`HttpChannel::read_all`] and for
+    /// channel-specific reads (Amazon's by SKU): throttling waits for the limiter, an
+    /// outage, a timeout or a dropped connection is retried up to [`READ_RETRIES`] times in a
+    /// row with a growing pause, anything else fails the read.
+    pub(crate) async fn read_pages(
+        &self,
+        request: impl Fn(&PageToken) -> Result<ApiRequest, MappingError>,
+        page: impl Fn(&PageToken, &ApiResponse) -> Result<ReadPage, MappingError>,
+    ) -> Result<Vec<Listed>, ReadError> {
         let mut token = PageToken::first();
         let mut all = Vec::new();
         let mut failures = 0;
+        let backoff = |failures: u32| std::time::Duration::from_millis(200 << failures);
         for _ in 0..MAX_PAGES {
-            let request = self.api.read_request(&token)?;
-            let resp = self.send(&request).await?;
+            let request = request(&token)?;
+            let resp = match self.send(&request).await {
+                Ok(resp) => resp,
+                // One slow or dropped page must not fail a read-back of thousands.
+                Err(e @ (TransportError::Timeout { .. } | TransportError::Request { .. }))
+                    if failures < READ_RETRIES =>
+                {
+                    failures += 1;
+                    tracing::warn!(channel = %self.api.kind(), error = %e, failures, "read-back page failed; retrying");
+                    tokio::time::sleep(backoff(failures)).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             match self.api.classify(&resp) {
                 Class::Success => failures = 0,
                 // Throttling already paused the limiter; an outage waits here.
                 Class::Throttled { .. } => continue,
                 Class::Unavailable { retry_after } if failures < READ_RETRIES => {
                     failures += 1;
-                    tokio::time::sleep(
-                        retry_after.unwrap_or(std::time::Duration::from_millis(200 << failures)),
-                    )
-                    .await;
+                    tokio::time::sleep(retry_after.unwrap_or(backoff(failures))).await;
                     continue;
                 }
                 Class::Unavailable { .. } | Class::Unauthorized | Class::Rejected => {
@@ -362,7 +393,7 @@ impl<A: ChannelApi> HttpChannel<A> {
                     });
                 }
             }
-            let page = self.api.read_page_at(&token, &resp)?;
+            let page = page(&token, &resp)?;
             all.extend(page.items);
             match page.next {
                 Some(next) => token = next,
