@@ -101,8 +101,10 @@ impl StorefrontKv {
     /// Write every quantity unless the bucket already holds a newer version; one outcome
     /// per push, in order.
     pub async fn push(&self, pushes: &[Push]) -> Vec<PushOutcome> {
-        futures::stream::iter(pushes)
-            .map(|push| self.push_one(push))
+        // Owned items, so the future is Send for any caller's lifetime (a closure over
+        // `&Push` trips the compiler's higher-ranked Send check when spawned).
+        futures::stream::iter(pushes.iter().cloned())
+            .map(|push| async move { self.push_one(&push).await })
             .buffered(CONCURRENCY)
             .collect()
             .await
