@@ -4,7 +4,10 @@
 //!   loop, or open loop at a fixed rate) and print a JSON report; exits non-zero when more
 //!   than `--max-error-rate` of the requests failed or events went missing.
 //! - `stream-info`: print a JetStream stream's message count and sequences as JSON.
+//! - `channels`: SKUs per second through each channel adapter and the sandbox, with limits
+//!   off and with the documented default limits on, as JSON ([`channels`]).
 
+mod channels;
 mod client;
 mod load;
 mod report;
@@ -34,6 +37,37 @@ enum Command {
         #[arg(long, default_value = "INVENTORY")]
         stream: String,
     },
+    /// Push SKUs through every channel adapter against an in-process sandbox, print JSON.
+    Channels(ChannelsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ChannelsArgs {
+    /// Channels to measure, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "shopify,amazon,ebay,woocommerce,bigcommerce,webhook,storefront_kv"
+    )]
+    channels: Vec<onhand_channels::ChannelKind>,
+    /// SKUs seeded for the limits-off run.
+    #[arg(long, default_value_t = 2000)]
+    skus: usize,
+    /// How long each limits-off run pushes after its first pass.
+    #[arg(long, default_value_t = 5.0)]
+    unlimited_secs: f64,
+    /// How long each limits-on run measures steady state.
+    #[arg(long, default_value_t = 30.0)]
+    limited_secs: f64,
+    /// SKUs in the limits-on runs (at least one full batch, at most --skus).
+    #[arg(long, default_value_t = 500)]
+    limited_skus: usize,
+    /// A limits-on run fails when its burst is not spent by then.
+    #[arg(long, default_value_t = 120.0)]
+    max_warmup_secs: f64,
+    /// A NATS server with JetStream, for the storefront KV channel (skipped without).
+    #[arg(long)]
+    nats_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,6 +156,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .state()
                 .await?;
             print_json(&state)
+        }
+        Command::Channels(args) => {
+            let report = channels::run(channels::Options {
+                channels: args.channels,
+                skus: args.skus,
+                unlimited_secs: args.unlimited_secs,
+                limited_secs: args.limited_secs,
+                limited_skus: args.limited_skus,
+                max_warmup_secs: args.max_warmup_secs,
+                nats_url: args.nats_url,
+            })
+            .await?;
+            print_json(&report)
         }
     }
 }
