@@ -12,10 +12,20 @@
 //!   pauses the limiter; `x-amzn-RateLimit-Limit` (the plan's rate) retunes the limiter's
 //!   refill rate. The header says nothing about what is left, so the report leaves the
 //!   limiter's own estimate of the available units alone.
-//! - Read-back: `searchListingsItems` with `includedData=fulfillmentAvailability`, 20 per
-//!   page. The spec caps what search can page through at 1000 listings, so a catalogue
-//!   larger than that fails the read-back loudly instead of returning a partial listing.
+//! - Read-back of the whole account ([`HttpChannel::read_all`]): `searchListingsItems` with
+//!   `includedData=fulfillmentAvailability`, 20 per page. The spec caps what search can
+//!   page through at 1000 listings ("The maximum number of items (SKUs) that can be
+//!   returned and paged through is 1000", `ItemSearchResults.numberOfResults`), so a
+//!   catalogue larger than that fails this read-back loudly instead of returning a partial
+//!   listing.
+//! - Read-back of known SKUs ([`HttpChannel::<AmazonApi>::read_skus`], what the reconciler
+//!   has from the ledger): `searchListingsItems` with `identifiers` (at most 20, the spec's
+//!   `maxItems`) and `identifiersType=SKU`, so no cap: 20 SKUs a request, 10,000 SKUs in
+//!   500 requests (100 s at the default 5 requests/s). Cheaper than `getListingsItem` per
+//!   SKU (one request each, 5/s as well). `identifiers` is comma-delimited, so a SKU with a
+//!   comma in it is read alone with `getListingsItem`; a 404 there means no listing.
 
+use onhand_common::Sku;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -25,6 +35,7 @@ use crate::api::{
     ReadPage, Target,
 };
 use crate::classify;
+use crate::http_channel::{HttpChannel, ReadError};
 use crate::limiter::RateLimit;
 use crate::push::{ChannelKind, Listed, PushOutcome};
 
@@ -36,6 +47,8 @@ const CHANNEL_CODE: &str = "DEFAULT";
 /// `searchListingsItems`: largest page, and most listings it can page through.
 const PAGE_SIZE: usize = 20;
 const SEARCH_CAP: u64 = 1000;
+/// `searchListingsItems`: most `identifiers` in one request (the spec's `maxItems`).
+pub const MAX_IDENTIFIERS: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmazonConfig {
@@ -62,6 +75,133 @@ impl AmazonApi {
     fn marketplace(&self) -> String {
         format!("marketplaceIds={}", encode(&self.config.marketplace_id))
     }
+
+    /// `searchListingsItems` for these SKUs (≤ [`MAX_IDENTIFIERS`], none with a comma).
+    pub fn search_skus_request(
+        &self,
+        skus: &[Sku],
+        page: &PageToken,
+    ) -> Result<ApiRequest, MappingError> {
+        if skus.len() > MAX_IDENTIFIERS {
+            return Err(MappingError::Sku {
+                sku: skus.iter().map(Sku::as_str).collect::<Vec<_>>().join(" "),
+                reason: format!("searchListingsItems takes at most {MAX_IDENTIFIERS} identifiers"),
+            });
+        }
+        if let Some(sku) = skus.iter().find(|s| s.as_str().contains(',')) {
+            return Err(MappingError::Sku {
+                sku: sku.to_string(),
+                reason: "identifiers are comma-delimited; read this SKU with getListingsItem"
+                    .to_owned(),
+            });
+        }
+        let identifiers = skus
+            .iter()
+            .map(|s| encode(s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut path = format!(
+            "{}?{}&identifiers={identifiers}&identifiersType=SKU&includedData=fulfillmentAvailability&pageSize={PAGE_SIZE}",
+            self.base(),
+            self.marketplace()
+        );
+        if let Some(token) = &page.0 {
+            path.push_str("&pageToken=");
+            path.push_str(&encode(token));
+        }
+        Ok(ApiRequest::get(path))
+    }
+
+    /// `getListingsItem` for one SKU, with its fulfillment availability.
+    pub fn get_item_request(&self, sku: &Sku) -> ApiRequest {
+        ApiRequest::get(format!(
+            "{}/{}?{}&includedData=fulfillmentAvailability",
+            self.base(),
+            encode(sku.as_str()),
+            self.marketplace()
+        ))
+    }
+}
+
+/// A `searchListingsItems` page by identifiers (no cap to check: ≤ 20 results).
+fn search_skus_page(resp: &ApiResponse) -> Result<ReadPage, MappingError> {
+    search_page(resp.json()?)
+}
+
+/// A `getListingsItem` answer as a one-item page.
+fn item_page(resp: &ApiResponse) -> Result<ReadPage, MappingError> {
+    let item: SearchItem = resp.json()?;
+    Ok(ReadPage {
+        items: listed(vec![item])?,
+        next: None,
+    })
+}
+
+impl HttpChannel<AmazonApi> {
+    /// These SKUs' merchant-fulfilled quantities as Amazon shows them, however many the
+    /// seller has (see the module docs); SKUs without a listing, or without a `DEFAULT`
+    /// quantity, are absent from the result.
+    pub async fn read_skus(&self, skus: &[Sku]) -> Result<Vec<Listed>, ReadError> {
+        let api = self.api();
+        let (alone, searchable): (Vec<&Sku>, Vec<&Sku>) =
+            skus.iter().partition(|s| s.as_str().contains(','));
+        let searchable: Vec<Sku> = searchable.into_iter().cloned().collect();
+        let mut all = Vec::with_capacity(skus.len());
+        for chunk in searchable.chunks(MAX_IDENTIFIERS) {
+            all.extend(
+                self.read_pages(
+                    |token| api.search_skus_request(chunk, token),
+                    |_, resp| search_skus_page(resp),
+                )
+                .await?,
+            );
+        }
+        for sku in alone {
+            match self
+                .read_pages(|_| Ok(api.get_item_request(sku)), |_, resp| item_page(resp))
+                .await
+            {
+                Ok(items) => all.extend(items),
+                // getListingsItem's 404: the seller has no listing for this SKU.
+                Err(ReadError::Status { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// Merchant-fulfilled quantities of search or get results; a listing without one (FBA
+/// only) is not ours to compare.
+fn listed(items: Vec<SearchItem>) -> Result<Vec<Listed>, MappingError> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let quantity = item
+            .fulfillment_availability
+            .iter()
+            .find(|a| a.fulfillment_channel_code == CHANNEL_CODE)
+            .and_then(|a| a.quantity);
+        let Some(quantity) = quantity else { continue };
+        let sku = Sku::parse(item.sku.clone()).map_err(|e| MappingError::Sku {
+            sku: item.sku,
+            reason: e.to_string(),
+        })?;
+        out.push(Listed { sku, quantity });
+    }
+    Ok(out)
+}
+
+/// A search page's items and the token of the next one.
+fn search_page(page: SearchResults) -> Result<ReadPage, MappingError> {
+    let next = page
+        .pagination
+        .and_then(|p| p.next_token)
+        .filter(|t| !t.is_empty())
+        .map(PageToken::next);
+    Ok(ReadPage {
+        items: listed(page.items)?,
+        next,
+    })
 }
 
 /// Percent-encode a path segment or query value (RFC 3986 unreserved characters stay).
@@ -221,33 +361,12 @@ impl ChannelApi for AmazonApi {
             return Err(MappingError::Response {
                 status: resp.status,
                 reason: format!(
-                    "searchListingsItems pages through at most {SEARCH_CAP} of the seller's {} listings; the read-back would be incomplete",
+                    "searchListingsItems pages through at most {SEARCH_CAP} of the seller's {} listings; the read-back would be incomplete (read known SKUs with read_skus)",
                     page.number_of_results
                 ),
             });
         }
-        let mut items = Vec::with_capacity(page.items.len());
-        for item in page.items {
-            let quantity = item
-                .fulfillment_availability
-                .iter()
-                .find(|a| a.fulfillment_channel_code == CHANNEL_CODE)
-                .and_then(|a| a.quantity);
-            // A listing without a merchant-fulfilled quantity is not ours to compare.
-            let Some(quantity) = quantity else { continue };
-            let sku =
-                onhand_common::Sku::parse(item.sku.clone()).map_err(|e| MappingError::Sku {
-                    sku: item.sku,
-                    reason: e.to_string(),
-                })?;
-            items.push(Listed { sku, quantity });
-        }
-        let next = page
-            .pagination
-            .and_then(|p| p.next_token)
-            .filter(|t| !t.is_empty())
-            .map(PageToken::next);
-        Ok(ReadPage { items, next })
+        search_page(page)
     }
 
     fn rate_report(&self, resp: &ApiResponse) -> Option<RateReport> {
@@ -313,6 +432,51 @@ mod tests {
             .read_request(&PageToken::next("ab+c/="))
             .expect("request");
         assert!(next.path.ends_with("&pageSize=20&pageToken=ab%2Bc%2F%3D"));
+    }
+
+    #[test]
+    fn outbound_reads_by_sku_snapshot() {
+        let skus: Vec<Sku> = ["A-1", "B 2/x"]
+            .iter()
+            .map(|s| Sku::parse(*s).expect("sku"))
+            .collect();
+        let search = api()
+            .search_skus_request(&skus, &PageToken::first())
+            .expect("request");
+        assert_eq!(
+            search.path,
+            "/listings/2021-08-01/items/A3SELLER?marketplaceIds=ATVPDKIKX0DER&identifiers=A-1,B%202%2Fx&identifiersType=SKU&includedData=fulfillmentAvailability&pageSize=20"
+        );
+        let many: Vec<Sku> = (0..21)
+            .map(|i| Sku::parse(format!("S{i}")).expect("sku"))
+            .collect();
+        assert!(
+            api()
+                .search_skus_request(&many, &PageToken::first())
+                .is_err()
+        );
+        let comma = Sku::parse("C,1").expect("sku");
+        assert!(
+            api()
+                .search_skus_request(std::slice::from_ref(&comma), &PageToken::first())
+                .is_err()
+        );
+        assert_eq!(
+            api().get_item_request(&comma).path,
+            "/listings/2021-08-01/items/A3SELLER/C%2C1?marketplaceIds=ATVPDKIKX0DER&includedData=fulfillmentAvailability"
+        );
+        let page = item_page(&resp(
+            200,
+            &[],
+            r#"{"sku":"C,1","summaries":[],"fulfillmentAvailability":[{"fulfillmentChannelCode":"DEFAULT","quantity":7}]}"#,
+        ))
+        .expect("page");
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(
+            (page.items[0].sku.as_str(), page.items[0].quantity),
+            ("C,1", 7)
+        );
+        assert_eq!(page.next, None);
     }
 
     #[test]

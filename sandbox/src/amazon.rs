@@ -12,7 +12,10 @@
 //! - `GET /items/{sellerId}?marketplaceIds=&includedData=&pageSize=&pageToken=`
 //!   (`searchListingsItems`): pages of at most 20 in SKU order (the emulator ignores
 //!   `sortBy`), and, as the spec says, at most 1000 items can be paged through;
-//!   `numberOfResults` still counts them all.
+//!   `numberOfResults` still counts them all. With `identifiers` (comma-delimited, at most
+//!   20, the spec's `maxItems`) and `identifiersType` (each required with the other, as
+//!   the spec notes; the emulator supports `SKU` only), just the listings with those
+//!   SKUs.
 //!
 //! Errors use the `ErrorList` shape `{"errors":[{code,message,details}]}`: 403 without an
 //! `x-amz-access-token`, 400 for a request outside the contract (or outside the emulated
@@ -47,6 +50,8 @@ pub const FULFILLMENT_AVAILABILITY: &str = "/attributes/fulfillment_availability
 /// `searchListingsItems`: largest `pageSize`, and how many items can be paged through.
 pub const MAX_PAGE_SIZE: usize = 20;
 pub const SEARCH_CAP: usize = 1000;
+/// `searchListingsItems`: most `identifiers` in one request.
+pub const MAX_IDENTIFIERS: usize = 20;
 const DEFAULT_PAGE_SIZE: usize = 10;
 /// Dates the summaries report (the emulator keeps no history).
 const LISTED_AT: &str = "2025-01-01T00:00:00Z";
@@ -237,15 +242,45 @@ async fn search(
                     None => return Err(bad("Invalid pageToken".to_owned())),
                 },
             };
+            let identifiers = match (params.get("identifiers"), params.get("identifiersType")) {
+                (None, None) => None,
+                (Some(ids), Some(kind)) if kind == "SKU" => {
+                    let ids: std::collections::BTreeSet<&str> = ids.split(',').collect();
+                    if ids.len() > MAX_IDENTIFIERS || ids.contains("") {
+                        return Err(bad(format!(
+                            "identifiers must hold 1 to {MAX_IDENTIFIERS} values"
+                        )));
+                    }
+                    Some(ids)
+                }
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        "the sandbox emulates identifiersType=SKU only".to_owned()
+                    ));
+                }
+                _ => {
+                    return Err(bad(
+                        "identifiers and identifiersType are required together".to_owned()
+                    ));
+                }
+            };
             let included = included(&params);
             let marketplace = marketplace(&params);
             let mut state = sandbox.channel(Channel::Amazon);
-            let total = state.items.len();
             let now = Instant::now();
-            let end = (offset + size).min(total).min(SEARCH_CAP);
-            let items: Vec<Value> = state
+            let mut matching: Vec<&mut crate::state::Item> = state
                 .items
                 .values_mut()
+                .filter(|i| {
+                    identifiers
+                        .as_ref()
+                        .is_none_or(|ids| ids.contains(i.sku.as_str()))
+                })
+                .collect();
+            let total = matching.len();
+            let end = (offset + size).min(total).min(SEARCH_CAP);
+            let items: Vec<Value> = matching
+                .iter_mut()
                 .skip(offset)
                 .take(end.saturating_sub(offset))
                 .map(|i| {

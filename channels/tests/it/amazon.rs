@@ -63,6 +63,33 @@ fn requests(sb: &TestSandbox, channel: Channel) -> u64 {
     (capacity - available).round() as u64
 }
 
+/// Every query parameter of `path` is one the spec declares for the operation, and no
+/// comma-delimited list is longer than its `maxItems`.
+fn assert_query_declared(spec: &Value, template: &str, method: &str, path: &str) {
+    let params = spec["paths"][template][method]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("spec has no {method} {template}"));
+    let url = reqwest::Url::parse(&format!("http://spec.invalid{path}")).expect("url");
+    for (name, value) in url.query_pairs() {
+        let declared = params
+            .iter()
+            .find(|p| p["in"] == "query" && p["name"] == name.as_ref())
+            .unwrap_or_else(|| panic!("{name} is not a query parameter of {method} {template}"));
+        if let Some(max) = declared["maxItems"].as_u64() {
+            assert!(
+                value.split(',').count() as u64 <= max,
+                "{name} holds more than {max}"
+            );
+        }
+        if let Some(options) = declared["enum"].as_array() {
+            assert!(
+                options.iter().any(|o| o == value.as_ref()),
+                "{name}={value} is not one of {options:?}"
+            );
+        }
+    }
+}
+
 /// No window of the write log holds more than `burst + rate * span` writes (plus one for
 /// the clocks of the two buckets not starting at the same instant).
 pub fn assert_within_rate(sb: &TestSandbox, channel: Channel, burst: f64, rate: f64) {
@@ -257,6 +284,49 @@ async fn amazon_read_back_pages_1000_listings_and_refuses_more() {
 }
 
 #[tokio::test]
+async fn amazon_read_back_of_known_skus_has_no_1000_cap() {
+    let sb = TestSandbox::start().await;
+    let mut skus: Vec<String> = (0..2500).map(|i| format!("MANY-{i:05}")).collect();
+    skus.push("WITH,COMMA".to_owned());
+    let seed: Vec<(&str, i64)> = skus
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i as i64))
+        .collect();
+    sb.seed(Channel::Amazon, &seed).await;
+    sb.knobs(Channel::Amazon, counting());
+    let ch = channel(&sb, Some(None));
+    assert!(
+        ch.read_all().await.is_err(),
+        "the whole-account search cannot page past 1000"
+    );
+    let before = requests(&sb, Channel::Amazon);
+    let mut asked: Vec<onhand_common::Sku> = skus
+        .iter()
+        .map(|s| onhand_common::Sku::parse(s.clone()).expect("sku"))
+        .collect();
+    asked.push(onhand_common::Sku::parse("UNLISTED").expect("sku"));
+    asked.push(onhand_common::Sku::parse("UNLISTED,TOO").expect("sku"));
+
+    let mut listed = ch.read_skus(&asked).await.expect("read-back by sku");
+
+    listed.sort_by(|a, b| a.sku.as_str().cmp(b.sku.as_str()));
+    let mut expected: Vec<(String, i64)> = skus
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), i as i64))
+        .collect();
+    expected.sort();
+    let got: Vec<(String, i64)> = listed
+        .iter()
+        .map(|l| (l.sku.as_str().to_owned(), l.quantity))
+        .collect();
+    assert_eq!(got, expected, "every listed SKU, unlisted ones absent");
+    // 2501 searchable SKUs at 20 a request, and one getListingsItem per comma SKU.
+    assert_eq!(requests(&sb, Channel::Amazon) - before, 126 + 2);
+}
+
+#[tokio::test]
 async fn amazon_accepted_shows_on_read_back_only_after_the_apply_delay() {
     let sb = TestSandbox::start().await;
     sb.seed(Channel::Amazon, &[("SLOW-1", 1)]).await;
@@ -403,6 +473,29 @@ async fn amazon_sandbox_traffic_conforms_to_the_spec() {
     let (status, _, page) = send(reqwest::Method::GET, search.path, None, true).await;
     assert_eq!(status, 200);
     schema::assert_conforms(&spec, &def("ItemSearchResults"), &page);
+
+    let known = [onhand_common::Sku::parse("GM-ZDPI-9B4E").expect("sku")];
+    let by_sku = api()
+        .search_skus_request(&known, &onhand_channels::PageToken::first())
+        .expect("search by sku");
+    assert_query_declared(
+        &spec,
+        "/listings/2021-08-01/items/{sellerId}",
+        "get",
+        &by_sku.path,
+    );
+    let (status, _, page) = send(reqwest::Method::GET, by_sku.path, None, true).await;
+    assert_eq!(status, 200);
+    schema::assert_conforms(&spec, &def("ItemSearchResults"), &page);
+    assert_eq!(page["numberOfResults"], 1);
+    assert_eq!(page["items"][0]["sku"], "GM-ZDPI-9B4E");
+    let get = api().get_item_request(&known[0]);
+    assert_query_declared(
+        &spec,
+        "/listings/2021-08-01/items/{sellerId}/{sku}",
+        "get",
+        &get.path,
+    );
 
     sb.knobs(
         Channel::Amazon,
