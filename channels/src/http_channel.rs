@@ -406,3 +406,73 @@ impl<A: ChannelApi> HttpChannel<A> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::limiter::RateLimiter;
+    use crate::transport::Auth;
+
+    fn channel<A: ChannelApi>(api: A, auth: Auth) -> HttpChannel<A> {
+        rustls::crypto::ring::default_provider()
+            .install_default()
+            .ok();
+        let transport = Transport::new(
+            api.kind(),
+            "https://example.invalid",
+            auth,
+            Duration::from_secs(1),
+            RateLimiter::unlimited(),
+        )
+        .expect("transport");
+        HttpChannel::new(api, transport)
+    }
+
+    /// Whatever a log line or a panic may print of a configured channel holds no secret.
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let token = "shpat_0123456789abcdef-secret";
+        let shopify = channel(
+            crate::shopify::Shopify::new(crate::shopify::ShopifyConfig::new(
+                "gid://shopify/Location/1",
+            )),
+            Auth::Header {
+                name: reqwest::header::HeaderName::from_static("x-shopify-access-token"),
+                value: SecretString::from(token.to_owned()),
+            },
+        );
+        let printed = format!("{shopify:?} {:?}", shopify.transport());
+        assert!(!printed.contains(token), "{printed}");
+
+        let consumer_secret = "cs_0123456789abcdef-secret";
+        let woo = channel(
+            crate::woocommerce::Woo::default(),
+            Auth::Basic {
+                user: "ck_key".to_owned(),
+                password: SecretString::from(consumer_secret.to_owned()),
+            },
+        );
+        let printed = format!("{woo:?}");
+        assert!(!printed.contains(consumer_secret), "{printed}");
+
+        let hmac_key = "whsec_0123456789abcdef-secret";
+        let webhook = channel(
+            crate::webhook::Webhook::new(crate::webhook::WebhookConfig::new(SecretString::from(
+                hmac_key.to_owned(),
+            ))),
+            Auth::None,
+        );
+        let printed = format!("{webhook:?}");
+        assert!(!printed.contains(hmac_key), "{printed}");
+        // Nor does a signed request (its signature is of the body, not the key).
+        let request = webhook
+            .api()
+            .write_request_at(&[crate::test_support::target("A", 1, 1, None)], 1)
+            .expect("request");
+        assert!(!format!("{request:?}").contains(hmac_key));
+    }
+}
