@@ -30,6 +30,26 @@ pub const HEADER_EVENT_TYPE: &str = "Onhand-Event-Type";
 pub const HEADER_TRACEPARENT: &str = "traceparent";
 /// JetStream dedupe header; set to the event id.
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+/// Dead letters (`INVENTORY_DLQ`, subject `inventory.dlq.<consumer>`): the original payload
+/// (cut to [`DLQ_MAX_PAYLOAD`] bytes) with these headers.
+pub const DLQ_SUBJECT_PREFIX: &str = "inventory.dlq.";
+/// Why it was dead-lettered (always set).
+pub const HEADER_DLQ_REASON: &str = "Onhand-Dlq-Reason";
+/// The subject the message was on.
+pub const HEADER_DLQ_SUBJECT: &str = "Onhand-Original-Subject";
+/// Its sequence in the stream it came from (projector dead letters).
+pub const HEADER_DLQ_SEQUENCE: &str = "Onhand-Original-Seq";
+/// The channel's own error code, when a channel refused the push.
+pub const HEADER_DLQ_CODE: &str = "Onhand-Dlq-Code";
+/// Set when the payload was cut: the original length in bytes.
+pub const HEADER_DLQ_TRUNCATED: &str = "Onhand-Dlq-Truncated";
+/// Most payload bytes a dead letter keeps.
+pub const DLQ_MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Largest event payload a consumer accepts; a v1 event is far smaller (a few hundred
+/// bytes per warehouse), so anything bigger is not one.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
 /// Longest accepted `reason` on an adjustment, in characters.
 pub const MAX_ADJUST_REASON_CHARS: usize = 64;
 

@@ -20,8 +20,7 @@ use crate::metrics;
 use onhand_common::backoff::Backoff;
 
 pub const DLQ_SUBJECT: &str = "inventory.dlq.ingest";
-pub const HEADER_DLQ_REASON: &str = "Onhand-Dlq-Reason";
-pub const HEADER_DLQ_SUBJECT: &str = "Onhand-Original-Subject";
+pub use onhand_common::event::{HEADER_DLQ_REASON, HEADER_DLQ_SUBJECT};
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret as _;
 
 mod ingest_cli;
+mod projector_cli;
 mod sandbox_cli;
 mod storefront_cli;
 mod tail;
@@ -56,6 +57,28 @@ enum Top {
         #[arg(long, env = "ONHAND_SANDBOX__CATALOG")]
         catalog: Option<PathBuf>,
     },
+    /// Run the projector of one channel: INVENTORY events to the channel's API (settings:
+    /// ONHAND_CHANNEL__<NAME>__*, ONHAND_PROJECTOR__*).
+    #[command(args_conflicts_with_subcommands = true)]
+    Projector {
+        #[command(subcommand)]
+        command: Option<ProjectorCommand>,
+        #[command(flatten)]
+        target: Option<projector_cli::Target>,
+    },
+    /// Dead letters of a channel's projector (inventory.dlq.<channel>).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// One SKU on one channel: ledger state per warehouse, each policy step, the expected
+    /// quantity, the watermark and what the channel shows.
+    Explain {
+        #[arg(long)]
+        sku: String,
+        #[command(flatten)]
+        target: projector_cli::Target,
+    },
     /// Serve the storefront's read-only availability endpoint over the KV bucket
     /// onhand_availability (listen address: ONHAND_STOREFRONT__LISTEN_ADDR).
     Storefront {
@@ -81,6 +104,36 @@ enum EventsCommand {
         /// The NATS server.
         #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
         nats_url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectorCommand {
+    /// Recreate the channel's consumer (newest event of every SKU, or --from-seq/--since),
+    /// reset its watermarks, then carry on live (or exit with --no-follow).
+    Rebuild {
+        #[command(flatten)]
+        target: projector_cli::Target,
+        #[command(flatten)]
+        args: projector_cli::RebuildArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List a channel's dead letters with their reasons.
+    List {
+        #[command(flatten)]
+        target: projector_cli::Target,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-drive a channel's dead letters through its adapter (after a fix); resolved ones
+    /// are removed, failing ones kept.
+    Replay {
+        #[command(flatten)]
+        target: projector_cli::Target,
     },
 }
 
@@ -219,6 +272,27 @@ async fn main() -> anyhow::Result<()> {
             };
             sandbox_cli::run(options, onhand_common::shutdown::on_signal()).await
         }
+        Top::Projector {
+            command: None,
+            target: Some(target),
+        } => projector_cli::run(&target, None).await,
+        Top::Projector {
+            command: None,
+            target: None,
+        } => {
+            anyhow::bail!("--channel is required (or a subcommand: rebuild)")
+        }
+        Top::Projector {
+            command: Some(ProjectorCommand::Rebuild { target, args }),
+            ..
+        } => projector_cli::run(&target, Some(&args)).await,
+        Top::Dlq {
+            command: DlqCommand::List { target, json },
+        } => projector_cli::dlq_list(&target, json).await,
+        Top::Dlq {
+            command: DlqCommand::Replay { target },
+        } => projector_cli::dlq_replay(&target).await,
+        Top::Explain { sku, target } => projector_cli::explain(&target, &sku).await,
         Top::Storefront { nats_url } => {
             let shutdown = onhand_common::shutdown::on_signal();
             storefront_cli::run(jetstream(&nats_url).await?, shutdown).await

@@ -51,6 +51,8 @@ pub struct NatsServer {
     port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// Extra server configuration (nats-server config file syntax), if any.
+    config: String,
 }
 
 enum Startup {
@@ -62,6 +64,12 @@ impl NatsServer {
     /// Starts a server on a free port and returns once a client can connect and
     /// JetStream answers. Panics (with the server log) if it cannot.
     pub async fn start() -> NatsServer {
+        Self::start_with_config("").await
+    }
+
+    /// Like [`start`](Self::start), with extra server configuration in nats-server's config
+    /// syntax (e.g. `max_payload: 4MB`).
+    pub async fn start_with_config(config: &str) -> NatsServer {
         let bin = nats_server_bin();
         let dir = tempfile::Builder::new()
             .prefix("onhand-nats-")
@@ -72,6 +80,7 @@ impl NatsServer {
             port: 0,
             dir,
             child: None,
+            config: config.to_owned(),
         };
         for _ in 0..PORT_ATTEMPTS {
             server.port = free_port();
@@ -169,7 +178,13 @@ impl NatsServer {
             .append(true)
             .open(self.log_path())
             .expect("open nats-server log file");
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if !self.config.is_empty() {
+            let path = self.dir.path().join("nats-server.conf");
+            std::fs::write(&path, &self.config).expect("write the nats-server config");
+            command.arg("-c").arg(path);
+        }
+        let child = command
             .arg("-a")
             .arg("127.0.0.1")
             .arg("-p")

@@ -1,0 +1,95 @@
+//! Projector metrics (DESIGN.md §7). SKUs and event ids go in spans and logs, never in
+//! labels: the only label is the channel.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Buckets for the occurred_at → channel ack latency, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Install the process-wide Prometheus recorder (once; later calls reuse it).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("onhand_projection_latency_seconds".to_owned()),
+                    LATENCY_BUCKETS,
+                )
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(err) => {
+                    tracing::warn!(error = %err, "a metrics recorder is already installed; projector metrics are not exported");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// What became of an event (the `outcome` label of `onhand_projector_events_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its quantity was pushed and confirmed.
+    Applied,
+    /// Its quantity was what the channel already had; only the watermark moved.
+    Unchanged,
+    /// A newer event of the same SKU in the batch carried it.
+    Coalesced,
+    /// The watermark already held this version or a newer one.
+    Stale,
+    /// Transient failure: redelivered later.
+    Retried,
+    /// Refused by the channel for good: dead-lettered.
+    DeadLettered,
+    /// Undecodable or not a v1 event: dead-lettered.
+    Poison,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::Coalesced => "coalesced",
+            Self::Stale => "stale",
+            Self::Retried => "retried",
+            Self::DeadLettered => "dead_lettered",
+            Self::Poison => "poison",
+        }
+    }
+}
+
+pub fn events(channel: &str, outcome: Outcome, n: u64) {
+    if n > 0 {
+        counter!("onhand_projector_events_total", "channel" => channel.to_owned(), "outcome" => outcome.as_str())
+            .increment(n);
+    }
+}
+
+pub fn latency(channel: &str, seconds: f64) {
+    histogram!("onhand_projection_latency_seconds", "channel" => channel.to_owned())
+        .record(seconds.max(0.0));
+}
+
+pub fn lag(channel: &str, seconds: f64) {
+    gauge!("onhand_projector_event_lag_seconds", "channel" => channel.to_owned()).set(seconds);
+}
+
+pub fn pending(channel: &str, n: u64) {
+    gauge!("onhand_projector_pending", "channel" => channel.to_owned()).set(n as f64);
+}
+
+pub fn batch(channel: &str, messages: usize, pushed: usize) {
+    histogram!("onhand_projector_batch_messages", "channel" => channel.to_owned())
+        .record(messages as f64);
+    counter!("onhand_projector_pushes_total", "channel" => channel.to_owned())
+        .increment(pushed as u64);
+}

@@ -1,0 +1,382 @@
+//! The live loop: fetch a batch, decode (poison → DLQ, term), keep the newest event per
+//! SKU, apply it (guard, policy, push, watermark), then ack every message of the batch.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
+use async_nats::jetstream::{AckKind, Context, Message};
+use futures::StreamExt;
+use onhand_common::backoff::Backoff;
+use onhand_common::event::{HEADER_TRACEPARENT, MAX_EVENT_BYTES};
+use onhand_common::{InventoryEvent, Sku, decode_event};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::apply::{Applier, SkuOutcome};
+use crate::config::ProjectorConfig;
+use crate::consumer;
+use crate::dlq::{self, DeadLetter};
+use crate::metrics::{self, Outcome};
+
+/// A projector for one channel.
+#[derive(Debug)]
+pub struct Projector {
+    pub(crate) js: Context,
+    pub(crate) applier: Applier,
+    pub(crate) config: ProjectorConfig,
+    pub(crate) ready: Arc<AtomicBool>,
+}
+
+/// One delivered message, decoded.
+#[derive(Debug)]
+struct Delivered {
+    message: Message,
+    sequence: u64,
+    delivered: i64,
+    event: InventoryEvent,
+}
+
+impl Projector {
+    pub fn new(js: Context, applier: Applier, config: ProjectorConfig) -> Self {
+        Self {
+            js,
+            applier,
+            config,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Set once the durable consumer is bound; cleared while reattaching.
+    pub fn ready_flag(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
+    }
+
+    pub fn channel_name(&self) -> &str {
+        &self.applier.channel_name
+    }
+
+    /// Consume until `shutdown`; reattach after any stream or server error. The batch in
+    /// hand when `shutdown` fires is finished first.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let lag = tokio::spawn(consumer::watch_lag(
+            self.js.clone(),
+            self.applier.channel_name.clone(),
+            self.config.lag_interval,
+            shutdown.clone(),
+        ));
+        while !shutdown.is_cancelled() {
+            match self.consume(&shutdown).await {
+                Ok(()) => backoff.reset(),
+                Err(err) => {
+                    self.ready.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %err, channel = %self.applier.channel_name, failures = backoff.failures() + 1, "projector consumer unavailable; reattaching");
+                    if !backoff.wait(&shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.ready.store(false, Ordering::Relaxed);
+        lag.abort();
+        tracing::info!(channel = %self.applier.channel_name, "projector stopped");
+    }
+
+    async fn consume(&mut self, shutdown: &CancellationToken) -> Result<(), async_nats::Error> {
+        let consumer =
+            consumer::ensure(&self.js, &self.applier.channel_name, &self.config, None).await?;
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(self.config.max_batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await?;
+        self.ready.store(true, Ordering::Relaxed);
+        tracing::info!(channel = %self.applier.channel_name, consumer = %consumer::name(&self.applier.channel_name), "projector attached");
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let first = match first {
+                None => return Err("the consumer's message stream ended".into()),
+                Some(Ok(m)) => m,
+                Some(Err(err)) if is_fatal(err.kind()) => return Err(err.into()),
+                Some(Err(err)) => {
+                    tracing::debug!(error = %err, "transient consumer stream error");
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            let mut fatal = None;
+            let deadline = Instant::now() + self.config.linger;
+            while batch.len() < self.config.max_batch {
+                match tokio::time::timeout_at(deadline, messages.next()).await {
+                    Ok(Some(Ok(m))) => batch.push(m),
+                    Ok(Some(Err(err))) if is_fatal(err.kind()) => {
+                        fatal = Some(err);
+                        break;
+                    }
+                    Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
+                }
+            }
+            self.process(batch).await;
+            if let Some(err) = fatal {
+                return Err(err.into());
+            }
+        }
+    }
+
+    /// Handle one batch completely: every message ends acked, naked or termed.
+    async fn process(&mut self, batch: Vec<Message>) {
+        let channel = self.applier.channel_name.clone();
+        let size = batch.len();
+        let mut groups: HashMap<Sku, Vec<Delivered>> = HashMap::new();
+        let mut order: Vec<Sku> = Vec::new();
+        for message in batch {
+            let (sequence, delivered) = message
+                .info()
+                .map(|i| (i.stream_sequence, i.delivered))
+                .unwrap_or((0, 1));
+            match decode(&message) {
+                Ok(event) => {
+                    let group = groups.entry(event.sku.clone()).or_insert_with(|| {
+                        order.push(event.sku.clone());
+                        Vec::new()
+                    });
+                    group.push(Delivered {
+                        message,
+                        sequence,
+                        delivered,
+                        event,
+                    });
+                }
+                Err(reason) => self.poison(message, sequence, reason).await,
+            }
+        }
+        if order.is_empty() {
+            return;
+        }
+        // The newest event per SKU; a redelivered SKU is brought up to the stream's newest,
+        // so an old value redelivered after a crash never overwrites a newer one pushed
+        // before it.
+        let mut latest: Vec<InventoryEvent> = Vec::with_capacity(order.len());
+        for sku in &order {
+            let group = &groups[sku];
+            let top = newest(group);
+            let mut event = group[top].event.clone();
+            if group.iter().any(|d| d.delivered > 1)
+                && let Some(newer) = self.stream_latest(sku).await
+                && newer.stock.version > event.stock.version
+            {
+                event = newer;
+            }
+            latest.push(event);
+        }
+        let span = tracing::info_span!("project_batch", channel = %channel, messages = size, skus = order.len());
+        if let Some(tp) = latest
+            .iter()
+            .zip(&order)
+            .filter_map(|(_, sku)| {
+                let top = &groups[sku][newest(&groups[sku])];
+                top.message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(HEADER_TRACEPARENT))
+                    .map(|v| v.as_str().to_owned())
+            })
+            .next_back()
+        {
+            onhand_common::telemetry::set_parent_from_traceparent(&span, &tp);
+        }
+        let every = self.config.ack_wait / 3;
+        let all: Vec<&Message> = groups.values().flatten().map(|d| &d.message).collect();
+        let refs: Vec<&InventoryEvent> = latest.iter().collect();
+        let outcomes = with_progress(
+            &all,
+            every,
+            self.applier.apply(&refs).instrument(span.clone()),
+        )
+        .await;
+        drop(all);
+        let mut pushed = 0;
+        let now = OffsetDateTime::now_utc();
+        for ((sku, event), outcome) in order.iter().zip(&latest).zip(outcomes) {
+            let group = groups.remove(sku).unwrap_or_default();
+            let top = newest(&group);
+            let others = group.len() - 1;
+            let mut ack_others = true;
+            match &outcome {
+                SkuOutcome::Applied { qty } => {
+                    pushed += 1;
+                    metrics::events(&channel, Outcome::Applied, 1);
+                    metrics::events(&channel, Outcome::Coalesced, others as u64);
+                    metrics::latency(&channel, (now - event.occurred_at).as_seconds_f64());
+                    tracing::debug!(parent: &span, sku = %sku, version = event.stock.version, qty, "applied");
+                    ack(&group[top].message, AckKind::Ack).await;
+                }
+                SkuOutcome::Unchanged { .. } => {
+                    metrics::events(&channel, Outcome::Unchanged, 1);
+                    metrics::events(&channel, Outcome::Coalesced, others as u64);
+                    ack(&group[top].message, AckKind::Ack).await;
+                }
+                SkuOutcome::Stale { .. } => {
+                    metrics::events(&channel, Outcome::Stale, group.len() as u64);
+                    ack(&group[top].message, AckKind::Ack).await;
+                }
+                SkuOutcome::Transient {
+                    retry_after,
+                    reason,
+                } => {
+                    let delay = self.config.retry_delay(group[top].delivered, *retry_after);
+                    metrics::events(&channel, Outcome::Retried, 1);
+                    metrics::events(&channel, Outcome::Coalesced, others as u64);
+                    tracing::info!(parent: &span, sku = %sku, version = event.stock.version, delivered = group[top].delivered, ?delay, %reason, "transient failure; redelivering later");
+                    ack(&group[top].message, AckKind::Nak(Some(delay))).await;
+                }
+                SkuOutcome::Permanent { code, message } => {
+                    let d = &group[top];
+                    let letter = DeadLetter {
+                        channel: &channel,
+                        reason: format!("the channel refused the quantity: {code}: {message}"),
+                        code: Some(code.clone()),
+                        original_subject: d.message.subject.as_str(),
+                        original_sequence: d.sequence,
+                        payload: &d.message.payload,
+                    };
+                    match dlq::publish(&self.js, &letter).await {
+                        Ok(()) => {
+                            metrics::events(&channel, Outcome::DeadLettered, 1);
+                            metrics::events(&channel, Outcome::Coalesced, others as u64);
+                            tracing::warn!(parent: &span, sku = %sku, version = event.stock.version, %code, %message, "channel refused the push; dead-lettered");
+                            ack(&d.message, AckKind::Term).await;
+                        }
+                        Err(err) => {
+                            tracing::error!(parent: &span, error = %err, sku = %sku, "could not record a dead letter; redelivering");
+                            ack(&d.message, AckKind::Nak(Some(self.config.retry_base))).await;
+                            ack_others = false;
+                            for d in group.iter().enumerate().filter(|(i, _)| *i != top) {
+                                ack(&d.1.message, AckKind::Nak(Some(self.config.retry_base))).await;
+                            }
+                        }
+                    }
+                }
+            }
+            if ack_others {
+                for (_, d) in group.iter().enumerate().filter(|(i, _)| *i != top) {
+                    ack(&d.message, AckKind::Ack).await;
+                }
+            }
+        }
+        metrics::batch(&channel, size, pushed);
+    }
+
+    /// Dead-letter an undecodable message, then term it; nak it if the DLQ is unreachable.
+    async fn poison(&self, message: Message, sequence: u64, reason: String) {
+        let channel = &self.applier.channel_name;
+        let letter = DeadLetter {
+            channel,
+            reason: reason.clone(),
+            code: None,
+            original_subject: message.subject.as_str(),
+            original_sequence: sequence,
+            payload: &message.payload,
+        };
+        match dlq::publish(&self.js, &letter).await {
+            Ok(()) => {
+                metrics::events(channel, Outcome::Poison, 1);
+                tracing::warn!(channel = %channel, subject = %message.subject, sequence, %reason, "undecodable message dead-lettered");
+                ack(&message, AckKind::Term).await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, sequence, "could not record a dead letter; redelivering");
+                ack(&message, AckKind::Nak(Some(self.config.retry_base))).await;
+            }
+        }
+    }
+
+    /// The newest valid event in the stream for this SKU.
+    async fn stream_latest(&self, sku: &Sku) -> Option<InventoryEvent> {
+        let stream = self
+            .js
+            .get_stream(onhand_streams::names::INVENTORY_STREAM)
+            .await
+            .ok()?;
+        let message = stream
+            .direct_get_last_for_subject(sku.subject())
+            .await
+            .ok()?;
+        decode_event(&message.payload)
+            .ok()
+            .filter(|e| e.sku == *sku)
+    }
+}
+
+fn is_fatal(kind: MessagesErrorKind) -> bool {
+    matches!(
+        kind,
+        MessagesErrorKind::ConsumerDeleted
+            | MessagesErrorKind::PushBasedConsumer
+            | MessagesErrorKind::RequestLimitExceeded
+    )
+}
+
+/// The index of the newest event (highest version, then latest in the stream).
+fn newest(group: &[Delivered]) -> usize {
+    group
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, d)| (d.event.stock.version, d.sequence))
+        .map_or(0, |(i, _)| i)
+}
+
+/// A v1 event, on the subject of its SKU, of a sane size.
+pub fn decode(message: &Message) -> Result<InventoryEvent, String> {
+    if message.payload.len() > MAX_EVENT_BYTES {
+        return Err(format!(
+            "payload of {} bytes is larger than an event may be ({MAX_EVENT_BYTES} bytes)",
+            message.payload.len()
+        ));
+    }
+    let event = decode_event(&message.payload).map_err(|e| e.to_string())?;
+    let expected = event.sku.subject();
+    if message.subject.as_str() != expected {
+        return Err(format!(
+            "event for sku {:?} arrived on subject {} (expected {expected})",
+            event.sku.as_str(),
+            message.subject
+        ));
+    }
+    Ok(event)
+}
+
+async fn ack(message: &Message, kind: AckKind) {
+    if let Err(err) = message.ack_with(kind).await {
+        // The server redelivers after ack_wait; the version guard makes that harmless.
+        tracing::debug!(error = %err, "ack not sent");
+    }
+}
+
+/// Run `work`, telling the server every `every` that these messages are still in hand.
+async fn with_progress<F: Future>(messages: &[&Message], every: Duration, work: F) -> F::Output {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                for m in messages {
+                    ack(m, AckKind::Progress).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Events to channels: every kind, with its policy; coalescing; the version guard.
+
+use std::time::Duration;
+
+use onhand_channels::storefront_kv::{BUCKET, StorefrontKv};
+use onhand_common::Sku;
+use onhand_common::policy::channel_quantity;
+use onhand_sandbox::Channel as Sandboxed;
+use onhand_testkit::eventually;
+
+use crate::support::{Harness, event, fast_config, skus};
+
+#[tokio::test]
+async fn events_reach_every_channel_with_its_policy() {
+    let h = Harness::start().await;
+    let items = skus("e2e", 20);
+    let mut running = Vec::new();
+    for kind in Sandboxed::ALL {
+        h.seed(
+            kind,
+            &items.iter().map(|s| (s.clone(), 0)).collect::<Vec<_>>(),
+        )
+        .await;
+        let settings = h.settings(kind, &[("ALLOCATION_PCT", "50"), ("BUFFER", "1")]);
+        running.push(h.projector(&settings, fast_config()).await);
+    }
+    running.push(h.projector(&h.storefront_settings(), fast_config()).await);
+    // Three versions per SKU; the last one decides.
+    let mut last = Vec::new();
+    for version in 1..=3 {
+        for (i, sku) in items.iter().enumerate() {
+            let e = event(sku, version, 10 * version + i as i64);
+            h.publish(&e).await;
+            if version == 3 {
+                last.push(e);
+            }
+        }
+    }
+    let policy = h
+        .settings(
+            Sandboxed::Shopify,
+            &[("ALLOCATION_PCT", "50"), ("BUFFER", "1")],
+        )
+        .policy;
+    for kind in Sandboxed::ALL {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{kind:?} shows the policy quantities"),
+            || async {
+                last.iter()
+                    .all(|e| {
+                        h.latest(kind, e.sku.as_str()) == Some(channel_quantity(&e.stock, &policy))
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    let kv = StorefrontKv::new(h.js.get_key_value(BUCKET).await.expect("bucket"));
+    for e in &last {
+        let full = channel_quantity(&e.stock, &Default::default());
+        eventually(
+            Duration::from_secs(10),
+            "the storefront shows every sku",
+            || async {
+                kv.get(&e.sku)
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|a| a.quantity == full && a.version == 3)
+                    .map(drop)
+            },
+        )
+        .await;
+    }
+    for r in running {
+        r.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_burst_for_one_sku_is_one_channel_write() {
+    let h = Harness::start().await;
+    let sku = "burst-1";
+    h.seed(Sandboxed::Webhook, &[(sku.to_owned(), 0)]).await;
+    let settings = h.settings(Sandboxed::Webhook, &[]);
+    // Bind the consumer, then stop: the burst lands while nobody consumes.
+    h.publish(&event(sku, 1, 1)).await;
+    let first = h.projector(&settings, fast_config()).await;
+    eventually(Duration::from_secs(10), "version 1 applied", || async {
+        (h.latest(Sandboxed::Webhook, sku) == Some(1)).then_some(())
+    })
+    .await;
+    first.stop().await;
+    for version in 2..=50 {
+        h.publish(&event(sku, version, version)).await;
+    }
+    let second = h.projector(&settings, fast_config()).await;
+    eventually(Duration::from_secs(10), "version 50 applied", || async {
+        (h.latest(Sandboxed::Webhook, sku) == Some(50)).then_some(())
+    })
+    .await;
+    second.stop().await;
+    let writes: Vec<i64> = h
+        .writes(Sandboxed::Webhook)
+        .iter()
+        .map(|w| w.quantity)
+        .collect();
+    assert!(
+        writes.len() <= 3,
+        "49 queued events coalesce into few writes, got {writes:?}"
+    );
+    assert_eq!(writes.first(), Some(&1));
+    assert_eq!(writes.last(), Some(&50));
+}
+
+#[tokio::test]
+async fn an_older_version_never_overwrites_a_newer_one() {
+    let h = Harness::start().await;
+    let sku = "guard-1";
+    h.seed(Sandboxed::Webhook, &[(sku.to_owned(), 0)]).await;
+    let running = h
+        .projector(&h.settings(Sandboxed::Webhook, &[]), fast_config())
+        .await;
+    h.publish(&event(sku, 5, 50)).await;
+    eventually(Duration::from_secs(10), "version 5 applied", || async {
+        (h.latest(Sandboxed::Webhook, sku) == Some(50)).then_some(())
+    })
+    .await;
+    // A late, older event (a replay, a reordering) and then a newer one.
+    h.publish(&event(sku, 3, 30)).await;
+    h.publish(&event(sku, 6, 60)).await;
+    eventually(Duration::from_secs(10), "version 6 applied", || async {
+        (h.latest(Sandboxed::Webhook, sku) == Some(60)).then_some(())
+    })
+    .await;
+    running.stop().await;
+    let writes: Vec<i64> = h
+        .writes(Sandboxed::Webhook)
+        .iter()
+        .map(|w| w.quantity)
+        .collect();
+    assert_eq!(writes, [50, 60], "version 3 was never pushed");
+    // The watermark holds what was pushed.
+    let kv =
+        h.js.get_key_value("onhand_watermarks")
+            .await
+            .expect("bucket");
+    let key = format!("webhook.{}", Sku::parse(sku).expect("sku").token());
+    let mark: serde_json::Value =
+        serde_json::from_slice(&kv.get(&key).await.expect("get").expect("watermark"))
+            .expect("json");
+    assert_eq!(
+        (mark["version"].as_i64(), mark["qty"].as_i64()),
+        (Some(6), Some(60))
+    );
+}

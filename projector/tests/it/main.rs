@@ -1,0 +1,6 @@
+//! Projector tests against a real nats-server and the sandbox's HTTP emulators.
+
+mod faults;
+mod flow;
+mod operate;
+mod support;
