@@ -9,7 +9,9 @@
 //!   (`knobs.revisions_per_day`, 250) → 400 / 25002 naming the revision limit (eBay
 //!   documents the cap but no error id for it: UNVERIFIED).
 //! - `GET /offer?sku=`: the SKU's one offer (offer id = item id); unknown → 404 / 25713.
-//! - `GET /inventory_item?limit=&offset=`: pages (limit ≤ 100) with `total`, `next`.
+//! - `GET /inventory_item?limit=&offset=`: pages (limit ≤ 100, 100 when not given, as the
+//!   spec says) with `total`, `next`. `offset` counts records here; the spec's text calls
+//!   it a page number, so clients should follow `next` rather than compute it.
 //! - `POST /bulk_get_inventory_item`: ≤ 25 SKUs, 200/207 with per-SKU entries.
 //!
 //! Every call needs `Authorization: Bearer <token>` (any token; missing → 401 errorId 1001)
@@ -409,7 +411,8 @@ async fn get_inventory_items(
         None => Ok(default),
         Some(v) => v.parse::<usize>().map_err(|_| name.to_owned()),
     };
-    let (limit, offset) = match (number("limit", 25), number("offset", 0)) {
+    // Without `limit`, "up to 100 records will be returned on each page" (the spec).
+    let (limit, offset) = match (number("limit", MAX_LIMIT), number("offset", 0)) {
         (Ok(limit), Ok(offset)) if (1..=MAX_LIMIT).contains(&limit) => (limit, offset),
         _ => {
             return errors(

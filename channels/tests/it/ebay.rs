@@ -3,7 +3,6 @@
 //! (../shared/channel-specs/ebay-sell-inventory-v1.json).
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use onhand_channels::ebay::{Ebay, EbayConfig};
@@ -347,8 +346,8 @@ struct Spec(Value);
 
 impl Spec {
     fn load() -> Self {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/channel-specs/ebay-sell-inventory-v1.json");
+        // `$ONHAND_CHANNEL_SPECS` overrides the directory, as for the other specs.
+        let path = crate::amazon::schema::spec_path("ebay-sell-inventory-v1.json");
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         Self(serde_json::from_str(&text).expect("the spec is JSON"))
@@ -565,6 +564,9 @@ async fn ebay_emulator_and_adapter_follow_the_spec() {
         "getInventoryItems",
     );
     assert_eq!(page["total"], 2);
+    let (status, page) = raw_get(&sb, "/inventory_item").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["limit"], 100, "the documented default page size");
     let get_request = json!({"requests": [{"sku": "SPEC-1"}, {"sku": "SPEC-404"}]});
     assert_valid(
         &spec,
