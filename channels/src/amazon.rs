@@ -133,7 +133,7 @@ fn search_skus_page(resp: &ApiResponse) -> Result<ReadPage, MappingError> {
 fn item_page(resp: &ApiResponse) -> Result<ReadPage, MappingError> {
     let item: SearchItem = resp.json()?;
     Ok(ReadPage {
-        items: listed(vec![item])?,
+        items: listed(vec![item]),
         next: None,
     })
 }
@@ -173,8 +173,10 @@ impl HttpChannel<AmazonApi> {
 }
 
 /// Merchant-fulfilled quantities of search or get results; a listing without one (FBA
-/// only) is not ours to compare.
-fn listed(items: Vec<SearchItem>) -> Result<Vec<Listed>, MappingError> {
+/// only), or whose SKU onhand cannot hold (DESIGN.md §3; the ledger refuses such SKUs, so
+/// onhand never pushed it), is not ours to compare, and must not fail the read-back of
+/// every other listing.
+fn listed(items: Vec<SearchItem>) -> Vec<Listed> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let quantity = item
@@ -183,13 +185,14 @@ fn listed(items: Vec<SearchItem>) -> Result<Vec<Listed>, MappingError> {
             .find(|a| a.fulfillment_channel_code == CHANNEL_CODE)
             .and_then(|a| a.quantity);
         let Some(quantity) = quantity else { continue };
-        let sku = Sku::parse(item.sku.clone()).map_err(|e| MappingError::Sku {
-            sku: item.sku,
-            reason: e.to_string(),
-        })?;
-        out.push(Listed { sku, quantity });
+        match Sku::parse(item.sku.clone()) {
+            Ok(sku) => out.push(Listed { sku, quantity }),
+            Err(e) => {
+                tracing::warn!(channel = "amazon", sku = ?item.sku, error = %e, "read-back skipped a listing whose SKU onhand cannot hold");
+            }
+        }
     }
-    Ok(out)
+    out
 }
 
 /// A search page's items and the token of the next one.
@@ -200,7 +203,7 @@ fn search_page(page: SearchResults) -> Result<ReadPage, MappingError> {
         .filter(|t| !t.is_empty())
         .map(PageToken::next);
     Ok(ReadPage {
-        items: listed(page.items)?,
+        items: listed(page.items),
         next,
     })
 }
@@ -562,6 +565,7 @@ mod tests {
 
     #[test]
     fn read_page_maps_default_quantities_and_refuses_truncation() {
+        // "NEW\nLINE" is a SKU onhand cannot hold: skipped, not a failed read-back.
         let a = api();
         let page = a
             .read_page(&resp(
@@ -570,6 +574,7 @@ mod tests {
                 r#"{"numberOfResults":3,"pagination":{"nextToken":"t2"},"items":[
                 {"sku":"A","fulfillmentAvailability":[{"fulfillmentChannelCode":"DEFAULT","quantity":4}]},
                 {"sku":"FBA-ONLY","fulfillmentAvailability":[{"fulfillmentChannelCode":"AMAZON_NA"}]},
+                {"sku":"NEW\nLINE","fulfillmentAvailability":[{"fulfillmentChannelCode":"DEFAULT","quantity":1}]},
                 {"sku":"B","fulfillmentAvailability":[{"fulfillmentChannelCode":"AMAZON_NA","quantity":9},{"fulfillmentChannelCode":"DEFAULT","quantity":0}]}]}"#,
             ))
             .expect("page");

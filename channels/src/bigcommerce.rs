@@ -247,11 +247,14 @@ impl ChannelApi for BigCommerceApi {
             else {
                 continue;
             };
-            let sku = onhand_common::Sku::parse(sku.clone()).map_err(|e| MappingError::Sku {
-                sku,
-                reason: e.to_string(),
-            })?;
-            items.push(Listed { sku, quantity });
+            // A SKU onhand cannot hold (DESIGN.md §3) was never pushed by onhand; skipping
+            // it keeps the read-back of every other item.
+            match onhand_common::Sku::parse(sku.clone()) {
+                Ok(sku) => items.push(Listed { sku, quantity }),
+                Err(e) => {
+                    tracing::warn!(channel = "bigcommerce", ?sku, error = %e, "read-back skipped an item whose SKU onhand cannot hold");
+                }
+            }
         }
         let p = page.meta.pagination;
         let next = (p.current_page < p.total_pages)
@@ -454,12 +457,15 @@ mod tests {
 
     #[test]
     fn read_page_takes_our_location_and_follows_pages() {
+        // The last item's SKU (with a tab) is one onhand cannot hold: skipped, not a failed
+        // read-back.
         let body = r#"{"data":[
             {"identity":{"sku":"RE-130","variant_id":78,"product_id":130,"sku_id":null},
              "locations":[{"location_id":2,"available_to_sell":1,"total_inventory_onhand":1},
                           {"location_id":1,"available_to_sell":8,"total_inventory_onhand":10}]},
             {"identity":{"sku":null,"product_id":120},"locations":[{"location_id":1,"total_inventory_onhand":3}]},
-            {"identity":{"sku":"ELSEWHERE"},"locations":[]}],
+            {"identity":{"sku":"ELSEWHERE"},"locations":[]},
+            {"identity":{"sku":"TAB\tINSIDE"},"locations":[{"location_id":1,"total_inventory_onhand":2}]}],
             "meta":{"pagination":{"total":3,"count":3,"per_page":1000,"current_page":1,"total_pages":2}}}"#;
         let page = api().read_page(&resp(200, &[], body)).expect("page");
         assert_eq!(page.items.len(), 1);
