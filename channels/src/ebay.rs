@@ -1,20 +1,28 @@
 //! The eBay Sell Inventory mapping (`/sell/inventory/v1`, CHANNELS.md §3).
 //!
 //! - Resolve: `GET /offer?sku=` gives the SKU's offer ids (one SKU per call); a 404 with
-//!   errorId 25713 means eBay has no offer for it.
+//!   errorId 25713 means eBay has no offer for it (the spec documents getOffers' 404 but
+//!   no error id; any other 404 is a permanent failure of that SKU's lookup, the same
+//!   end for the SKU).
 //! - Write: `POST /bulk_update_price_quantity`, ≤ 25 SKUs, each setting both
 //!   `shipToLocationAvailability.quantity` and every offer's `availableQuantity` (the listing
 //!   shows the minimum of the two). The 200/207 `responses[]` hold one entry per SKU and one
 //!   per offer; a SKU is applied only when all its entries succeeded.
 //! - Per-item errors: 25025 (concurrent access), 25001 and any 5xx entry are transient;
-//!   the daily revision cap (250 per listing per calendar day, no documented error id, so
-//!   recognised by its message: UNVERIFIED) is transient with a retry hint of at most an
+//!   the daily revision cap (250 per listing per calendar day, CHANNELS.md §3) has no
+//!   documented error id — neither CHANNELS.md nor channel-specs/ebay-sell-inventory-v1.json
+//!   (bulkUpdatePriceQuantity lists 25001, 25002, 25709, 25759) names one — so it is
+//!   recognised as a 25002 whose message speaks of revisions per calendar day
+//!   (UNVERIFIED: a different wording would make it a permanent 25002, a dead letter an
+//!   operator can replay). It is transient with a retry hint of at most an
 //!   hour — the quantity is still wanted and becomes deliverable on the next calendar day,
 //!   a dead letter would leave the listing stale until an operator replays it, and an
 //!   hourly retry of one blocked listing costs nothing against a 2M calls/day quota while
 //!   not depending on which time zone eBay's "calendar day" uses; anything else (unknown
 //!   SKU, an offer not of this SKU, an invalid value) is permanent.
-//! - Read-back: `GET /inventory_item?limit=100&offset=` pages; the token is the offset.
+//! - Read-back: `GET /inventory_item?limit=100&offset=` pages, following each page's
+//!   `next` href (its `offset` is the token): the spec's text calls `offset` a page number
+//!   while eBay's hrefs count records, and following `next` is right either way.
 //!
 //! Quantities are clamped into eBay's int32 range, negative ones to 0 (nothing to sell).
 
