@@ -190,10 +190,103 @@ async fn transient_faults_converge_exactly_without_dead_letters() {
     )
     .await;
     running.stop().await;
+    assert_no_regression(&h.writes(Sandboxed::Shopify));
     let throttled = h.sandbox.channel(Sandboxed::Shopify).throttled;
     assert!(throttled > 0, "the fault injection did throttle");
     assert!(
         dlq::list(&h.js, "shopify").await.expect("list").is_empty(),
         "transient faults are never dead-lettered"
     );
+}
+
+#[tokio::test]
+async fn nats_down_for_ten_seconds_with_a_flaky_channel_converges_exactly() {
+    let mut h = Harness::start().await;
+    let items = skus("outage", 300);
+    h.seed(
+        Sandboxed::Bigcommerce,
+        &items.iter().map(|s| (s.clone(), 0)).collect::<Vec<_>>(),
+    )
+    .await;
+    h.sandbox.channel(Sandboxed::Bigcommerce).set_knobs(Knobs {
+        faults: Faults {
+            http_5xx: 0.2,
+            http_429: 0.2,
+            ..Faults::default()
+        },
+        ..Knobs::default()
+    });
+    let mut config = fast_config();
+    config.max_batch = 40;
+    let running = h
+        .projector(&h.settings(Sandboxed::Bigcommerce, &[]), config)
+        .await;
+    for version in 1..=3 {
+        for (i, sku) in items.iter().enumerate() {
+            h.publish(&event(sku, version, version * 1000 + i as i64))
+                .await;
+        }
+    }
+    // Mid-run: the server goes away for ten seconds (its store survives).
+    h.nats.stop();
+    let down = std::time::Instant::now();
+    while down.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    h.nats.start_again().await;
+    let js = h.nats.jetstream().await;
+    for version in 4..=5 {
+        for (i, sku) in items.iter().enumerate() {
+            let e = event(sku, version, version * 1000 + i as i64);
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(
+                onhand_common::event::HEADER_MSG_ID,
+                e.event_id.to_string().as_str(),
+            );
+            js.publish_with_headers(e.subject(), headers, e.to_json().into())
+                .await
+                .expect("publish")
+                .await
+                .expect("puback");
+        }
+    }
+    eventually(
+        Duration::from_secs(90),
+        "every sku converges to version 5",
+        || async {
+            items
+                .iter()
+                .enumerate()
+                .all(|(i, s)| h.latest(Sandboxed::Bigcommerce, s) == Some(5000 + i as i64))
+                .then_some(())
+        },
+    )
+    .await;
+    running.stop().await;
+    assert!(
+        dlq::list(&js, "bigcommerce")
+            .await
+            .expect("list")
+            .is_empty(),
+        "transient faults are never dead-lettered"
+    );
+    let writes = h.writes(Sandboxed::Bigcommerce);
+    assert_no_regression(&writes);
+}
+
+/// Per SKU, the written quantities never go down (each test's quantities grow with the
+/// version, so a lower one would be an older version's value).
+pub fn assert_no_regression(writes: &[onhand_sandbox::state::WriteRecord]) {
+    let mut last: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for w in writes {
+        if let Some(prev) = last.insert(&w.sku, w.quantity) {
+            assert!(
+                w.quantity >= prev,
+                "{} went back from {prev} to {} (write #{})",
+                w.sku,
+                w.quantity,
+                w.seq
+            );
+        }
+    }
 }

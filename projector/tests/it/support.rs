@@ -20,8 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub const WAREHOUSE: &str = "wh1";
 
 pub struct Harness {
-    /// Lives as long as the test.
-    pub _nats: NatsServer,
+    pub nats: NatsServer,
     pub js: Context,
     pub sandbox: Arc<Sandbox>,
     pub sandbox_base: String,
@@ -71,7 +70,7 @@ impl Harness {
         let shutdown = CancellationToken::new();
         tokio::spawn(app.run(shutdown.clone()));
         Self {
-            _nats: nats,
+            nats,
             js,
             sandbox,
             sandbox_base,

@@ -1,0 +1,198 @@
+//! The projector process killed with SIGKILL at random moments while 50k events for 2k SKUs
+//! flow: the channel ends exactly at the ledger's state, and no SKU's quantity ever goes
+//! back to an older version's value in the channel's write log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use onhand_common::event::HEADER_MSG_ID;
+use onhand_common::{EventType, InventoryEvent, Sku, StockState, WarehouseStock};
+use onhand_sandbox::Channel as Sandboxed;
+use onhand_testkit::{NatsServer, eventually};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+const SKUS: usize = 2_000;
+const VERSIONS: i64 = 25;
+const KILLS: usize = 6;
+
+fn event(sku: &str, version: i64) -> InventoryEvent {
+    InventoryEvent {
+        schema: 1,
+        event_id: uuid::Uuid::now_v7(),
+        event_type: EventType::Received,
+        occurred_at: time::OffsetDateTime::now_utc(),
+        sku: Sku::parse(sku).expect("sku"),
+        warehouse: "wh1".to_owned(),
+        qty: 1,
+        order_id: None,
+        reservation_id: None,
+        reason: None,
+        stock: StockState {
+            version,
+            warehouses: BTreeMap::from([(
+                "wh1".to_owned(),
+                WarehouseStock {
+                    on_hand: quantity(version),
+                    reserved: 0,
+                    pending: 0,
+                },
+            )]),
+        },
+    }
+}
+
+/// Grows with the version, so a lower written value is an older version's.
+fn quantity(version: i64) -> i64 {
+    version * 3
+}
+
+fn spawn_projector(nats: &NatsServer, sandbox: &str, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_onhand"))
+        .args(["projector", "--channel", "shopify"])
+        .env("NATS_URL", nats.url())
+        .env(
+            "ONHAND_CHANNEL__SHOPIFY__BASE_URL",
+            format!("{sandbox}/shopify"),
+        )
+        .env("ONHAND_CHANNEL__SHOPIFY__TOKEN", "shpat_test")
+        .env(
+            "ONHAND_CHANNEL__SHOPIFY__LOCATION_ID",
+            onhand_sandbox::shopify::LOCATION_ID,
+        )
+        .env("ONHAND_CHANNEL__SHOPIFY__RATE_LIMIT", "off")
+        .env("ONHAND_PROJECTOR__LISTEN_ADDR", "127.0.0.1:0")
+        .env("ONHAND_PROJECTOR__ACK_WAIT_SECS", "3")
+        .env("ONHAND_PROJECTOR__MAX_BATCH", "1000")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn onhand projector")
+}
+
+/// The last lines of the projector's log, for a failure message.
+fn tail(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_projector_converges_without_going_back() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    onhand_streams::ensure(&js, &onhand_streams::Definitions::embedded())
+        .await
+        .expect("streams");
+    let app = onhand_sandbox::build("127.0.0.1:0".parse().expect("addr"), 11)
+        .await
+        .expect("sandbox");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let sandbox = app.sandbox();
+    let stop_sandbox = CancellationToken::new();
+    tokio::spawn(app.run(stop_sandbox.clone()));
+    let skus: Vec<String> = (0..SKUS).map(|i| format!("kill-{i:05}")).collect();
+    {
+        let mut shop = sandbox.channel(Sandboxed::Shopify);
+        for sku in &skus {
+            shop.seed_item(sku, 0, None);
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("projector.log");
+    let mut child = spawn_projector(&nats, &base, &log);
+
+    // The ledger's side: 50k events, versions in order per SKU, paced over ~10 s.
+    let publisher = {
+        let js = js.clone();
+        let skus = skus.clone();
+        tokio::spawn(async move {
+            for version in 1..=VERSIONS {
+                let started = Instant::now();
+                let mut acks = Vec::with_capacity(skus.len());
+                for sku in &skus {
+                    let e = event(sku, version);
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(HEADER_MSG_ID, e.event_id.to_string().as_str());
+                    acks.push(
+                        js.publish_with_headers(e.subject(), headers, e.to_json().into())
+                            .await
+                            .expect("publish"),
+                    );
+                }
+                for ack in acks {
+                    ack.await.expect("puback");
+                }
+                let pace = Duration::from_millis(400);
+                if let Some(rest) = pace.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(rest).await;
+                }
+            }
+        })
+    };
+
+    // Kill at random moments while the events flow, restarting each time.
+    let mut rng = rand::rng();
+    for _ in 0..KILLS {
+        let wait = Duration::from_millis(rng.random_range(500..2_000));
+        tokio::time::sleep(wait).await;
+        child.kill().expect("SIGKILL the projector");
+        child.wait().expect("reap");
+        child = spawn_projector(&nats, &base, &log);
+    }
+    publisher.await.expect("publisher");
+
+    let converged = eventually(
+        Duration::from_secs(120),
+        "every sku at its last version",
+        || async {
+            let shop = sandbox.channel(Sandboxed::Shopify);
+            skus.iter()
+                .all(|s| {
+                    shop.items.get(s).map(onhand_sandbox::state::Item::latest)
+                        == Some(quantity(VERSIONS))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    child.kill().expect("stop the projector");
+    child.wait().expect("reap");
+    stop_sandbox.cancel();
+
+    let writes = sandbox.channel(Sandboxed::Shopify).writes.clone();
+    let mut last: HashMap<&str, i64> = HashMap::new();
+    for w in &writes {
+        if let Some(prev) = last.insert(&w.sku, w.quantity) {
+            assert!(
+                w.quantity >= prev,
+                "{} went back from {prev} to {} at write #{}\n{}",
+                w.sku,
+                w.quantity,
+                w.seq,
+                tail(&log)
+            );
+        }
+    }
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let starts = log_text.matches("projector attached").count();
+    assert!(
+        starts > KILLS,
+        "the projector attached {starts} times (killed {KILLS} times)"
+    );
+    assert!(
+        writes.len() < SKUS * VERSIONS as usize,
+        "coalescing: {} writes for {} events",
+        writes.len(),
+        SKUS * VERSIONS as usize
+    );
+}
