@@ -151,7 +151,7 @@ async fn sigkilled_projector_converges_without_going_back() {
     }
     publisher.await.expect("publisher");
 
-    let converged = eventually(
+    eventually(
         Duration::from_secs(120),
         "every sku at its last version",
         || async {
