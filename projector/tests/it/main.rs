@@ -2,5 +2,6 @@
 
 mod faults;
 mod flow;
+mod ledger_e2e;
 mod operate;
 mod support;
