@@ -185,7 +185,21 @@ impl Harness {
     }
 
     pub async fn publish_raw(&self, subject: &str, msg_id: Option<&str>, payload: Vec<u8>) {
+        self.publish_with(subject, msg_id, None, payload).await;
+    }
+
+    /// Publish with a `traceparent` header, as the relay does for a traced request.
+    pub async fn publish_with(
+        &self,
+        subject: &str,
+        msg_id: Option<&str>,
+        traceparent: Option<&str>,
+        payload: Vec<u8>,
+    ) {
         let mut headers = async_nats::HeaderMap::new();
+        if let Some(tp) = traceparent {
+            headers.insert(onhand_common::event::HEADER_TRACEPARENT, tp);
+        }
         if let Some(id) = msg_id {
             headers.insert(HEADER_MSG_ID, id);
         }
