@@ -1,8 +1,9 @@
 //! An HTTP channel: one adapter's mapping driven by the shared transport. Splits pushes
-//! into the channel's batch size, resolves channel ids through a cache, fans per-item
-//! results back to SKUs, retries a lost compare-and-set with a fresh value, re-sends the
-//! innocent items of a request refused as a whole (bisecting when no culprit is named),
-//! follows the API's rate reports, and pages the read-back.
+//! into the channel's batch size, resolves channel ids through a cache (an id the channel
+//! refuses is looked up again once), fans per-item results back to SKUs, retries a lost
+//! compare-and-set with a fresh value, re-sends the innocent items of a request refused as
+//! a whole (bisecting when no culprit is named), follows the API's rate reports, and pages
+//! the read-back.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,7 +20,8 @@ use crate::push::{ChannelKind, Listed, Push, PushOutcome};
 use crate::transport::{Transport, TransportError};
 
 /// How many times a lost compare-and-set is retried with a fresh value before the push is
-/// left transient.
+/// left transient (and the most rounds a push takes, a fresh lookup of a refused cached id
+/// included).
 const STALE_RETRIES: usize = 2;
 /// Consecutive outages, timeouts or dropped connections a read-back sits out before giving
 /// up.
@@ -42,7 +44,8 @@ pub enum ReadError {
 /// What resolving one SKU's channel id came to.
 #[derive(Debug, Clone)]
 enum Resolution {
-    Found(ChannelRef),
+    /// `cached`: from the cache, not looked up for this push (it may be out of date).
+    Found { reference: ChannelRef, cached: bool },
     /// The channel has no item for the SKU.
     Missing,
     /// The lookup itself failed; the push gets this outcome.
@@ -99,18 +102,20 @@ impl<A: ChannelApi> HttpChannel<A> {
             let refs = self.resolve(pending.iter().map(|&i| &pushes[i].sku)).await;
             let mut targets = Vec::with_capacity(pending.len());
             let mut indices = Vec::with_capacity(pending.len());
+            let mut from_cache = Vec::with_capacity(pending.len());
             for &i in &pending {
                 let push = &pushes[i];
                 match refs.get(&push.sku) {
                     Some(Resolution::Failed(outcome)) => {
                         results[i] = Some(outcome.clone());
                     }
-                    Some(Resolution::Found(reference)) => {
+                    Some(Resolution::Found { reference, cached }) => {
                         targets.push(Target {
                             push: push.clone(),
                             reference: Some(reference.clone()),
                         });
                         indices.push(i);
+                        from_cache.push(*cached);
                     }
                     Some(Resolution::Missing) => {
                         results[i] = Some(PushOutcome::permanent(
@@ -124,6 +129,7 @@ impl<A: ChannelApi> HttpChannel<A> {
                             reference: None,
                         });
                         indices.push(i);
+                        from_cache.push(false);
                     }
                 }
             }
@@ -132,13 +138,30 @@ impl<A: ChannelApi> HttpChannel<A> {
                 break;
             }
             let items = self.write(&targets).await;
-            for ((i, target), item) in indices.into_iter().zip(&targets).zip(items) {
+            for (((i, target), item), cached) in
+                indices.into_iter().zip(&targets).zip(items).zip(from_cache)
+            {
                 match item {
                     ItemResult::Done(PushOutcome::Applied) => {
                         if let Some(r) = self.refs().get_mut(&target.push.sku) {
                             r.current = Some(target.push.quantity);
                         }
                         results[i] = Some(PushOutcome::Applied);
+                    }
+                    // Refused for good with an id from the cache: the item may have been
+                    // deleted and recreated under a new id (a WooCommerce product, an eBay
+                    // offer relisted, a Shopify variant). Forget the id and try once more
+                    // with a fresh lookup; a refusal then is final. Without this, the stale
+                    // id would dead-letter every push of the SKU, replays included, until
+                    // the process restarts.
+                    ItemResult::Done(outcome @ PushOutcome::Permanent { .. })
+                    | ItemResult::Resend(outcome @ PushOutcome::Permanent { .. })
+                        if cached && attempt < STALE_RETRIES =>
+                    {
+                        tracing::info!(channel = %self.api.kind(), sku = %target.push.sku, ?outcome, "the channel refused a cached id; looking it up again");
+                        self.refs().remove(&target.push.sku);
+                        results[i] = Some(outcome);
+                        pending.push(i);
                     }
                     // `write` settles every resend itself; one left over is final.
                     ItemResult::Done(other) | ItemResult::Resend(other) => results[i] = Some(other),
@@ -181,7 +204,13 @@ impl<A: ChannelApi> HttpChannel<A> {
             for sku in skus {
                 match refs.get(sku) {
                     Some(r) => {
-                        out.insert(sku.clone(), Resolution::Found(r.clone()));
+                        out.insert(
+                            sku.clone(),
+                            Resolution::Found {
+                                reference: r.clone(),
+                                cached: true,
+                            },
+                        );
                     }
                     None => missing.push(sku.clone()),
                 }
@@ -198,7 +227,10 @@ impl<A: ChannelApi> HttpChannel<A> {
                         let resolution = match found.get(sku) {
                             Some(r) => {
                                 refs.insert(sku.clone(), r.clone());
-                                Resolution::Found(r.clone())
+                                Resolution::Found {
+                                    reference: r.clone(),
+                                    cached: false,
+                                }
                             }
                             None => Resolution::Missing,
                         };

@@ -214,7 +214,7 @@ async fn ebay_concurrent_access_is_retried_until_applied() {
 }
 
 #[tokio::test]
-async fn ebay_permanent_errors_are_not_retried() {
+async fn ebay_a_relisted_offer_is_looked_up_again_and_permanent_errors_are_not_retried() {
     let sb = TestSandbox::start().await;
     sb.seed(Channel::Ebay, &[("STALE", 1), ("FINE", 1)]).await;
     let ch = ebay(&sb);
@@ -235,23 +235,23 @@ async fn ebay_permanent_errors_are_not_retried() {
         ])
         .await;
 
-    assert!(
-        matches!(&outcomes[0], PushOutcome::Permanent { code, .. } if code == "ebay_25709"),
-        "{:?}",
-        outcomes[0]
-    );
+    // eBay refused the cached offer id (25709); the adapter looked the SKU up again and
+    // the new offer took the quantity, instead of a dead letter for every push of it.
+    assert_eq!(outcomes[0], PushOutcome::Applied, "{outcomes:?}");
+    assert_eq!(sb.latest(Channel::Ebay, "STALE"), Some(3));
     assert_eq!(outcomes[1], PushOutcome::Applied);
     assert!(
         matches!(&outcomes[2], PushOutcome::Permanent { code, .. } if code == "unknown_sku"),
         "{:?}",
         outcomes[2]
     );
-    // One request: STALE's item part and FINE, nothing sent twice.
+    // STALE's item part and FINE, then STALE once more with its fresh offer id; FINE
+    // is not sent twice and NEVER-LISTED never.
     let after: Vec<_> = sb.writes(Channel::Ebay)[before..]
         .iter()
         .map(|w| w.sku.clone())
         .collect();
-    assert_eq!(after, vec!["STALE", "FINE"]);
+    assert_eq!(after, vec!["STALE", "FINE", "STALE"]);
 }
 
 #[tokio::test]

@@ -173,6 +173,66 @@ async fn woo_a_store_limit_below_ours_is_found_by_halving_not_dead_lettered() {
 }
 
 #[tokio::test]
+async fn woo_a_product_recreated_under_a_new_id_is_looked_up_again() {
+    let sb = TestSandbox::start().await;
+    let first = seed(&sb, &[("REMADE", 0, None)]).await["REMADE"];
+    let ch = woo(&sb);
+    assert_eq!(
+        ch.push(&[push("REMADE", 3, 1)]).await,
+        vec![PushOutcome::Applied]
+    );
+    // The merchant deletes the product and creates it again: same SKU, new id. The
+    // adapter still has the old id cached.
+    sb.http
+        .delete(format!("{}/admin/woocommerce/items", sb.base))
+        .send()
+        .await
+        .expect("wipe");
+    let second = seed(&sb, &[("REMADE", 0, None)]).await["REMADE"];
+    assert_ne!(first, second);
+
+    let outcomes = ch.push(&[push("REMADE", 5, 2)]).await;
+
+    assert_eq!(
+        outcomes,
+        vec![PushOutcome::Applied],
+        "an id the store refuses is looked up again, not dead-lettered"
+    );
+    assert_eq!(sb.latest(Channel::Woocommerce, "REMADE"), Some(5));
+
+    // Refused again with the id just looked up: final, after exactly one more lookup.
+    sb.knobs(
+        Channel::Woocommerce,
+        Knobs {
+            rate: Some(onhand_sandbox::state::RateKnob {
+                capacity: 1_000.0,
+                refill_per_sec: 0.000_001,
+            }),
+            ..faults(Faults {
+                item_error: 1.0,
+                ..Faults::default()
+            })
+        },
+    );
+    let outcomes = ch.push(&[push("REMADE", 6, 3)]).await;
+    assert!(
+        matches!(&outcomes[0], PushOutcome::Permanent { code, .. }
+            if code == "woocommerce_rest_product_invalid_id"),
+        "{outcomes:?}"
+    );
+    let (left, capacity, _) = sb
+        .sandbox
+        .channel(Channel::Woocommerce)
+        .bucket_status()
+        .expect("bucket");
+    assert_eq!(
+        (capacity - left).round(),
+        3.0,
+        "write, lookup, write: no loop"
+    );
+}
+
+#[tokio::test]
 async fn woo_variations_are_written_through_their_parents_endpoint() {
     let sb = TestSandbox::start().await;
     let ids = seed(
