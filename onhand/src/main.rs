@@ -9,8 +9,10 @@ use secrecy::ExposeSecret as _;
 mod ingest_cli;
 mod projector_cli;
 mod sandbox_cli;
+mod simulate_cli;
 mod storefront_cli;
 mod tail;
+mod top_cli;
 
 #[derive(Debug, Parser)]
 #[command(name = "onhand", version, about = "Real-time multichannel inventory")]
@@ -86,6 +88,11 @@ enum Top {
         #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
         nats_url: String,
     },
+    /// Simulated shoppers on several channels against the ledger's HTTP API.
+    Simulate(simulate_cli::SimulateArgs),
+    /// A live per-channel summary scraped from the projectors' /metrics.
+    #[command(name = "top")]
+    Dashboard(top_cli::TopArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,6 +304,8 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = onhand_common::shutdown::on_signal();
             storefront_cli::run(jetstream(&nats_url).await?, shutdown).await
         }
+        Top::Simulate(args) => simulate_cli::run(args, onhand_common::shutdown::on_signal()).await,
+        Top::Dashboard(args) => top_cli::run(args, onhand_common::shutdown::on_signal()).await,
     }
 }
 
