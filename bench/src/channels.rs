@@ -1,9 +1,10 @@
 //! `onhand-bench channels`: SKUs per second through each channel adapter and the sandbox's
 //! emulator of that channel, in one process (the sandbox on its own thread and runtime).
 //!
-//! Per channel, two runs ([`measure`]): limits off (adapter overhead), and the documented
-//! default limit on in both the sandbox's bucket and the adapter's limiter (how close the
-//! adapter gets to the allowed rate, and whether it is throttled in steady state). Channels
+//! Per channel, two runs ([`measure`]): limits off (adapter overhead), and the channel's
+//! documented default limit on in the sandbox's bucket with the adapter's own default
+//! limiter (how close the adapter gets to the allowed rate, and whether it is throttled in
+//! steady state). Channels
 //! without a documented limit (WooCommerce core, the webhook, storefront KV) get the first
 //! run only. Storefront KV needs a NATS server (`--nats-url`) and is skipped without one.
 //! The result is JSON on stdout; the run fails when a limits-off push is not applied, when
@@ -167,10 +168,10 @@ impl Bench<'_> {
             measure::unlimited(&probe, &channel, &skus, self.options.unlimited_secs).await?;
 
         let mut notes = Vec::new();
-        let limited = match adapters::limit(&api) {
+        let limited = match adapters::documented_limit(kind) {
             None => {
                 notes.push(format!(
-                    "{kind}: no documented rate limit (the adapter's default_rate_limit() is None), so no limits-on run"
+                    "{kind}: no documented rate limit, so no limits-on run"
                 ));
                 None
             }
@@ -182,18 +183,20 @@ impl Bench<'_> {
                     .min(skus.len());
                 progress(format_args!(
                     "{kind}: limits on ({} {} + {}/s), {n} SKUs, {} s steady state",
-                    limit.rate.capacity,
+                    limit.documented.capacity,
                     limit.unit,
-                    limit.rate.refill_per_sec,
+                    limit.documented.refill_per_sec,
                     self.options.limited_secs
                 ));
+                let documented = limit.documented;
                 self.sandbox.reset(
                     emulator,
-                    sandbox::limited(limit.rate.capacity, limit.rate.refill_per_sec),
+                    sandbox::limited(documented.capacity, documented.refill_per_sec),
                     &names[..n],
                     SEED_QUANTITY,
                 );
-                let channel = build(&url, RateLimiter::new(api.default_rate_limit()))?;
+                let adapter_limit = api.default_rate_limit();
+                let channel = build(&url, RateLimiter::new(adapter_limit))?;
                 // The SKU is the key unless the adapter has a lookup request for it.
                 let resolves_ids = api.resolve_request(&[]).is_some();
                 Some(
@@ -201,6 +204,7 @@ impl Bench<'_> {
                         &probe,
                         &channel,
                         limit,
+                        adapter_limit,
                         resolves_ids,
                         &skus[..n],
                         self.options.limited_secs,

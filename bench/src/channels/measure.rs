@@ -4,8 +4,8 @@
 //!   every SKU (which resolves channel ids where the adapter needs them), then batches of
 //!   the adapter's size, quantities changing every round, for a fixed time. Every outcome
 //!   must be `Applied`.
-//! - [`limited`]: the sandbox's bucket and the adapter's limiter both set to the documented
-//!   default. The run goes until every SKU has been pushed once (if the adapter resolves
+//! - [`limited`]: the sandbox's bucket set to the channel's documented default limit, the
+//!   adapter's limiter to the adapter's own default (`default_rate_limit()`). The run goes until every SKU has been pushed once (if the adapter resolves
 //!   ids) and the sandbox's bucket has been nearly empty for a moment
 //!   ([`burst_spent_below`]: the burst is spent); from then on, for a fixed time, it is steady state: units admitted per second
 //!   against the allowed rate, and throttled answers.
@@ -271,9 +271,12 @@ pub struct Limited {
     pub skus: usize,
     pub batch: usize,
     pub unit: &'static str,
+    /// The documented limit, which the sandbox's bucket enforces: its size and the allowed
+    /// rate (units restored per second).
     pub capacity: f64,
-    /// The allowed rate: units restored per second.
     pub refill_per_sec: f64,
+    /// The adapter's own limiter (`default_rate_limit()`).
+    pub adapter_limit: Option<AdapterLimit>,
     /// Units one write request costs.
     pub write_cost: f64,
     /// Write requests per second the limit allows (refill ÷ write cost).
@@ -292,6 +295,12 @@ pub struct Limited {
     pub admitted_requests_per_sec: f64,
 }
 
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AdapterLimit {
+    pub capacity: f64,
+    pub refill_per_sec: f64,
+}
+
 /// The sandbox's bucket is taken as nearly drained below this level; steady state starts
 /// once it has stayed there for twice the time the level takes to restore (at least 1 s),
 /// by when what was left of the burst is spent too, or the window would start with units
@@ -300,14 +309,17 @@ pub struct Limited {
 /// its pause empties its own bucket, and it trusts a reported level lower than its own),
 /// which leaves the bucket hovering a little above zero for good.
 fn burst_spent_below(limit: Limit) -> f64 {
-    (2.0 * limit.write_cost).max(0.05 * limit.rate.capacity)
+    (2.0 * limit.write_cost).max(0.05 * limit.documented.capacity)
 }
 
-/// Documented limits on: warm up until the burst is spent, then measure for `secs`.
+/// Documented limits on (the sandbox set to `limit`, the adapter to `adapter_limit`): warm
+/// up until the burst is spent, then measure for `secs`.
+#[allow(clippy::too_many_arguments)]
 pub async fn limited<P: Pusher>(
     probe: &Probe<'_>,
     pusher: &P,
     limit: Limit,
+    adapter_limit: Option<RateLimit>,
     resolves_ids: bool,
     skus: &[Sku],
     secs: f64,
@@ -319,7 +331,7 @@ pub async fn limited<P: Pusher>(
     let RateLimit {
         capacity,
         refill_per_sec,
-    } = limit.rate;
+    } = limit.documented;
     let mut cursor = Cursor::new(skus, pusher.batch());
     let mut tally = Tally::default();
     let start = probe.mark(&tally);
@@ -375,6 +387,10 @@ pub async fn limited<P: Pusher>(
         unit: limit.unit,
         capacity,
         refill_per_sec,
+        adapter_limit: adapter_limit.map(|l| AdapterLimit {
+            capacity: l.capacity,
+            refill_per_sec: l.refill_per_sec,
+        }),
         write_cost: limit.write_cost,
         allowed_requests_per_sec: refill_per_sec / limit.write_cost,
         spent_below,
