@@ -81,7 +81,7 @@ pub struct SimulateArgs {
     /// TTL of a cart reservation; carts left alone expire after it.
     #[arg(long, default_value_t = 10)]
     pub cart_ttl_secs: u64,
-    /// Restock a SKU when its total availability drops below this.
+    /// Restock a warehouse when its availability of a SKU drops below this.
     #[arg(long, default_value_t = 5)]
     pub low_water: i64,
     /// Units per restock.
@@ -271,7 +271,7 @@ pub struct Planner {
     stock: BTreeMap<String, (i64, BTreeMap<String, i64>)>,
     /// SKUs a shopper found sold out: restock them next.
     wanted: BTreeSet<String>,
-    last_restock: BTreeMap<String, Duration>,
+    last_restock: BTreeMap<(String, String), Duration>,
     next_id: u64,
     pub tally: Tally,
 }
@@ -321,7 +321,8 @@ impl Planner {
     }
 
     /// Total known availability of a SKU (0 when never seen).
-    pub fn available(&self, sku: &str) -> i64 {
+    #[cfg(test)]
+    fn available(&self, sku: &str) -> i64 {
         self.stock.get(sku).map_or(0, |(_, w)| w.values().sum())
     }
 
@@ -339,29 +340,36 @@ impl Planner {
         self.new_shopper()
     }
 
+    /// A warehouse's known availability of a SKU (0 when never seen).
+    fn available_in(&self, sku: &str, warehouse: &str) -> i64 {
+        self.stock
+            .get(sku)
+            .and_then(|(_, w)| w.get(warehouse))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The WMS refills any warehouse below the low water, and the emptiest warehouse of a
+    /// SKU a shopper found sold out; each (SKU, warehouse) at most once per cooldown.
     fn restock(&mut self, now: Duration) -> Option<Action> {
-        let sku = self
-            .shop
-            .skus
-            .iter()
-            .find(|sku| {
-                (self.wanted.contains(*sku) || self.available(sku) < self.shop.low_water)
-                    && self
-                        .last_restock
-                        .get(*sku)
-                        .is_none_or(|at| now.saturating_sub(*at) >= RESTOCK_COOLDOWN)
-            })?
-            .clone();
+        let cooled = |p: &Self, sku: &str, w: &str| {
+            p.last_restock
+                .get(&(sku.to_owned(), w.to_owned()))
+                .is_none_or(|at| now.saturating_sub(*at) >= RESTOCK_COOLDOWN)
+        };
+        let (sku, warehouse) = self.shop.skus.iter().find_map(|sku| {
+            let open = self.shop.warehouses.iter().filter(|w| cooled(self, sku, w));
+            let pick = if self.wanted.contains(sku) {
+                open.min_by_key(|w| self.available_in(sku, w))
+            } else {
+                open.into_iter()
+                    .find(|w| self.available_in(sku, w) < self.shop.low_water)
+            };
+            pick.map(|w| (sku.clone(), w.clone()))
+        })?;
         self.wanted.remove(&sku);
-        self.last_restock.insert(sku.clone(), now);
-        let known = self.stock.get(&sku).map(|(_, w)| w);
-        // The warehouse with the least available (an unknown one counts as 0).
-        let warehouse = self
-            .shop
-            .warehouses
-            .iter()
-            .min_by_key(|w| known.and_then(|k| k.get(*w)).copied().unwrap_or(0))?
-            .clone();
+        self.last_restock
+            .insert((sku.clone(), warehouse.clone()), now);
         Some(Action::Restock {
             sku,
             warehouse,
@@ -416,11 +424,10 @@ impl Planner {
     }
 
     fn fullest_warehouse(&self, sku: &str) -> String {
-        let known = self.stock.get(sku).map(|(_, w)| w);
         self.shop
             .warehouses
             .iter()
-            .max_by_key(|w| known.and_then(|k| k.get(*w)).copied().unwrap_or(0))
+            .max_by_key(|w| self.available_in(sku, w))
             .unwrap_or(&self.shop.warehouses[0])
             .clone()
     }
@@ -656,7 +663,7 @@ impl Ledger {
                         Err(e) => Reply::Failed(format!("reading the response: {e}")),
                     }
                 }
-                Err(e) => Reply::Failed(format!("request failed: {e}")),
+                Err(e) => Reply::Failed(format!("request failed: {}", root_cause(&e))),
             };
             let retry = matches!(&reply, Reply::Failed(m) if m.starts_with("request failed") || m.starts_with("HTTP 503"));
             if !retry || attempt == 1 {
@@ -680,6 +687,15 @@ impl Ledger {
         }
         resp.json().await.ok()
     }
+}
+
+/// The innermost error (reqwest's own message names only the URL).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 fn validate(args: &SimulateArgs) -> anyhow::Result<()> {
@@ -745,11 +761,17 @@ pub async fn run(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Res
         }
     };
     tokio::pin!(stopped);
+    // Calls counted at the last summary, so the final one is not a repeat.
+    let mut summarised = None;
     loop {
         tokio::select! {
+            biased;
             () = shutdown.cancelled() => break,
             () = &mut stopped => break,
-            _ = summary.tick() => print_summary(&planner, started.elapsed()),
+            _ = summary.tick() => {
+                print_summary(&planner, started.elapsed());
+                summarised = Some(planner.tally.calls);
+            }
             _ = ticks.tick() => {
                 let action = planner.next(started.elapsed());
                 let reply = ledger.send(&action).await;
@@ -757,7 +779,9 @@ pub async fn run(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Res
             }
         }
     }
-    print_summary(&planner, started.elapsed());
+    if summarised != Some(planner.tally.calls) {
+        print_summary(&planner, started.elapsed());
+    }
     if planner.tally.failed > 0 {
         anyhow::bail!(
             "{} ledger calls failed (last: {})",
@@ -829,41 +853,48 @@ mod tests {
         actions
     }
 
+    fn restock(sku: &str, warehouse: &str) -> Action {
+        Action::Restock {
+            sku: sku.into(),
+            warehouse: warehouse.into(),
+            qty: 20,
+        }
+    }
+
     #[test]
-    fn unknown_and_low_skus_are_restocked_first_into_the_emptiest_warehouse() {
+    fn unknown_skus_and_low_warehouses_are_restocked_before_anyone_shops() {
         let mut p = Planner::new(shop(), 1);
         p.observe(&stock("B", 3, 1, 9));
-        // A was never seen (0 available); B has 10, above the low water of 5.
-        let first = p.next(Duration::ZERO);
-        assert!(matches!(&first, Action::Restock { sku, qty: 20, .. } if sku == "A"));
-        p.record(first, &Reply::Done(stock("A", 1, 20, 0)), Duration::ZERO);
-        assert_eq!(p.available("A"), 20);
-        p.observe(&stock("B", 4, 1, 2));
-        let second = p.next(Duration::ZERO);
-        assert_eq!(
-            second,
-            Action::Restock {
-                sku: "B".into(),
-                warehouse: "w1".into(),
-                qty: 20
-            }
-        );
+        // A was never seen (0 everywhere); B has 1 in w1, below the low water of 5.
+        for want in [restock("A", "w1"), restock("A", "w2"), restock("B", "w1")] {
+            let action = p.next(Duration::ZERO);
+            assert_eq!(action, want);
+            p.record(action, &Reply::Done(json!({})), Duration::ZERO);
+        }
+        assert!(matches!(
+            p.next(Duration::ZERO),
+            Action::Reserve { .. } | Action::PlaceOrder(_)
+        ));
         // An older version never overwrites what is known.
         p.observe(&stock("B", 2, 100, 100));
-        assert_eq!(p.available("B"), 3);
+        assert_eq!(p.available("B"), 10);
+        p.observe(&stock("B", 4, 30, 30));
+        assert_eq!(p.available("B"), 60);
     }
 
     #[test]
     fn a_failing_restock_is_not_retried_within_the_cooldown() {
         let mut p = Planner::new(shop(), 1);
+        p.observe(&stock("A", 1, 50, 2));
         p.observe(&stock("B", 1, 50, 50));
         let first = p.next(Duration::ZERO);
+        assert_eq!(first, restock("A", "w2"));
         p.record(first, &Reply::Failed("HTTP 500".into()), Duration::ZERO);
         assert!(!matches!(
             p.next(Duration::from_millis(500)),
             Action::Restock { .. }
         ));
-        assert!(matches!(p.next(RESTOCK_COOLDOWN), Action::Restock { .. }));
+        assert_eq!(p.next(RESTOCK_COOLDOWN), restock("A", "w2"));
         assert_eq!(p.tally.failed, 1);
         assert!(
             p.tally
@@ -998,7 +1029,9 @@ mod tests {
             &Reply::Refused("insufficient_stock".into()),
             Duration::ZERO,
         );
-        assert!(matches!(p.next(Duration::ZERO), Action::Restock { sku, .. } if sku == "B"));
+        // B looks well stocked, yet the shopper found none: refill the emptiest warehouse.
+        p.observe(&stock("B", 2, 50, 40));
+        assert_eq!(p.next(Duration::ZERO), restock("B", "w2"));
         let hold = Hold {
             id: "r".into(),
             order_id: "o".into(),

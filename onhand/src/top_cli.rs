@@ -218,8 +218,9 @@ impl Snapshot {
             .sum()
     }
 
-    pub fn calls(&self) -> f64 {
-        self.requests.values().sum()
+    /// Every channel call (`None` when the projector exports none, e.g. a KV channel).
+    pub fn calls(&self) -> Option<f64> {
+        (!self.requests.is_empty()).then(|| self.requests.values().fold(0.0, |a, b| a + b))
     }
 
     /// Calls that failed, by status (non-2xx, `timeout`, `error`).
@@ -316,7 +317,9 @@ impl Row {
             Some((then, prev)) => {
                 let secs = (now - *then).as_seconds_f64();
                 if secs > 0.0 {
-                    self.calls_per_sec = Some(((snap.calls() - prev.calls()) / secs).max(0.0));
+                    self.calls_per_sec = snap
+                        .calls()
+                        .map(|n| ((n - prev.calls().unwrap_or(0.0)) / secs).max(0.0));
                 }
                 let grown: Vec<String> = snap
                     .failed_calls()
@@ -403,7 +406,7 @@ pub fn render(rows: &[Row], now: OffsetDateTime) -> Vec<String> {
             count(pick(&["dead_lettered", "poison"])),
             lag,
             count(snap.and_then(|s| s.pending)),
-            count(snap.map(Snapshot::calls)),
+            count(snap.and_then(Snapshot::calls)),
             rate,
             clip(&error, ERROR_WIDTH),
         ));
@@ -658,9 +661,9 @@ onhand_projection_latency_seconds_sum{channel="shopify"} 1.5e0
         assert_eq!(snap.outcome(&["applied", "unchanged"]), 42.0);
         assert_eq!(snap.outcome(&["dead_lettered", "poison"]), 2.0);
         assert_eq!((snap.lag_secs, snap.pending), (Some(0.25), Some(4.0)));
-        assert_eq!(snap.calls(), 12.0);
+        assert_eq!(snap.calls(), Some(12.0));
         let empty = Snapshot::from_samples(&[]);
-        assert_eq!((empty.lag_secs, empty.calls()), (None, 0.0));
+        assert_eq!((empty.lag_secs, empty.calls()), (None, None));
     }
 
     #[test]
