@@ -12,7 +12,8 @@
 //! - growth of the `retried` outcome with no failed call behind it (e.g. a KV conflict);
 //! - the projector's `/metrics` not answering.
 //!
-//! Redraws in place when stdout is a terminal, prints plain frames otherwise. `--once`
+//! Redraws in place when stdout is a terminal (lines clipped to `COLUMNS` when it is set, so
+//! none wraps), prints plain frames otherwise. `--once`
 //! scrapes twice, one interval apart (for the rates), prints one frame and exits non-zero
 //! when a projector did not answer.
 
@@ -377,39 +378,85 @@ fn count(n: Option<f64>) -> String {
     n.map_or_else(|| "-".into(), |n| format!("{n:.0}"))
 }
 
-/// The table, one line per channel.
-pub fn render(rows: &[Row], now: OffsetDateTime) -> Vec<String> {
-    let mut lines = vec![format!(
-        "{:<14} {:>9} {:>9} {:>8} {:>6} {:>7} {:>8} {:>8} {:>8}  LAST ERROR",
-        "CHANNEL", "APPLIED", "COALESCED", "RETRIED", "DLQ", "LAG s", "PENDING", "CALLS", "CALLS/s"
-    )];
+/// The table, one line per channel. Given a `width` too narrow for a useful last-error
+/// column, the last errors follow the table, one line per channel that has one.
+pub fn render(rows: &[Row], now: OffsetDateTime, width: Option<usize>) -> Vec<String> {
+    let numbers = |cells: [&str; 9]| {
+        format!(
+            "{:<13} {:>7} {:>9} {:>7} {:>5} {:>6} {:>7} {:>7} {:>7}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            cells[6],
+            cells[7],
+            cells[8]
+        )
+    };
+    let header = numbers([
+        "CHANNEL",
+        "APPLIED",
+        "COALESCED",
+        "RETRIED",
+        "DLQ",
+        "LAG s",
+        "PENDING",
+        "CALLS",
+        "CALLS/s",
+    ]);
+    let error_width = match width {
+        None => Some(ERROR_WIDTH),
+        Some(w) => Some(w.saturating_sub(header.len() + 2)).filter(|e| *e >= 24),
+    };
+    let mut lines = vec![match error_width {
+        Some(_) => format!("{header}  LAST ERROR"),
+        None => header,
+    }];
+    let mut errors = Vec::new();
     for row in rows {
         let snap = row.current.as_ref();
-        let pick = |names: &[&str]| snap.map(|s| s.outcome(names));
+        let pick = |names: &[&str]| count(snap.map(|s| s.outcome(names)));
         let lag = snap
             .and_then(|s| s.lag_secs)
             .map_or_else(|| "-".into(), |l| format!("{l:.2}"));
         let rate = row
             .calls_per_sec
             .map_or_else(|| "-".into(), |r| format!("{r:.1}"));
+        let channel = clip(&row.endpoint.channel, 13);
+        let line = numbers([
+            &channel,
+            &pick(&["applied", "unchanged"]),
+            &pick(&["coalesced"]),
+            &pick(&["retried"]),
+            &pick(&["dead_lettered", "poison"]),
+            &lag,
+            &count(snap.and_then(|s| s.pending)),
+            &count(snap.and_then(Snapshot::calls)),
+            &rate,
+        ]);
         let error = match (&row.down, &row.last_error) {
-            (Some(down), _) => format!("DOWN {down}"),
-            (None, Some(e)) => format!("{} {}", age(now, e.at), e.text),
-            (None, None) => "-".into(),
+            (Some(down), _) => Some(format!("DOWN {down}")),
+            (None, Some(e)) => Some(format!("{} {}", age(now, e.at), e.text)),
+            (None, None) => None,
         };
-        lines.push(format!(
-            "{:<14} {:>9} {:>9} {:>8} {:>6} {:>7} {:>8} {:>8} {:>8}  {}",
-            clip(&row.endpoint.channel, 14),
-            count(pick(&["applied", "unchanged"])),
-            count(pick(&["coalesced"])),
-            count(pick(&["retried"])),
-            count(pick(&["dead_lettered", "poison"])),
-            lag,
-            count(snap.and_then(|s| s.pending)),
-            count(snap.and_then(Snapshot::calls)),
-            rate,
-            clip(&error, ERROR_WIDTH),
-        ));
+        match error_width {
+            Some(w) => lines.push(format!(
+                "{line}  {}",
+                clip(error.as_deref().unwrap_or("-"), w)
+            )),
+            None => {
+                lines.push(line);
+                if let Some(error) = error {
+                    errors.push(format!("  {}: {error}", row.endpoint.channel));
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        lines.push("last errors:".into());
+        lines.extend(errors);
     }
     lines
 }
@@ -492,7 +539,12 @@ async fn sample(http: &reqwest::Client, dlq: Option<&Stream>, rows: &mut [Row]) 
     }
 }
 
-fn frame(rows: &[Row], note: Option<&str>, interval: Duration) -> Vec<String> {
+fn frame(
+    rows: &[Row],
+    note: Option<&str>,
+    interval: Duration,
+    width: Option<usize>,
+) -> Vec<String> {
     let now = OffsetDateTime::now_utc();
     let clock = format!(
         "{:02}:{:02}:{:02} UTC",
@@ -505,7 +557,7 @@ fn frame(rows: &[Row], note: Option<&str>, interval: Duration) -> Vec<String> {
         rows.len(),
         interval.as_millis()
     )];
-    lines.extend(render(rows, now));
+    lines.extend(render(rows, now, width));
     if let Some(note) = note {
         lines.push(note.to_owned());
     }
@@ -529,7 +581,7 @@ pub async fn run(args: TopArgs, shutdown: CancellationToken) -> anyhow::Result<(
             () = shutdown.cancelled() => return Ok(()),
         }
         sample(&http, dlq.as_ref(), &mut rows).await;
-        for line in frame(&rows, note.as_deref(), interval) {
+        for line in frame(&rows, note.as_deref(), interval, None) {
             writeln!(out, "{line}")?;
         }
         let down: Vec<&str> = rows
@@ -543,6 +595,11 @@ pub async fn run(args: TopArgs, shutdown: CancellationToken) -> anyhow::Result<(
         return Ok(());
     }
     let terminal = std::io::stdout().is_terminal();
+    // A wrapped line would break the redraw, so lines are clipped to COLUMNS when set.
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|w| terminal && *w > 20);
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drawn = 0;
@@ -551,13 +608,16 @@ pub async fn run(args: TopArgs, shutdown: CancellationToken) -> anyhow::Result<(
             () = shutdown.cancelled() => break,
             _ = ticks.tick() => {
                 sample(&http, dlq.as_ref(), &mut rows).await;
-                let lines = frame(&rows, note.as_deref(), interval);
+                let lines = frame(&rows, note.as_deref(), interval, width);
                 if terminal && drawn > 0 {
                     // Back to the top of the last frame, and clear it.
                     write!(out, "\x1b[{drawn}A\x1b[J")?;
                 }
                 for line in &lines {
-                    writeln!(out, "{line}")?;
+                    match width {
+                        Some(width) => writeln!(out, "{}", clip(line, width - 1))?,
+                        None => writeln!(out, "{line}")?,
+                    }
                 }
                 if !terminal {
                     writeln!(out)?;
@@ -770,7 +830,7 @@ onhand_projection_latency_seconds_sum{channel="shopify"} 1.5e0
         );
         let mut down = Row::new(parse_endpoint("ebay=http://h:1").expect("endpoint"));
         down.observe(Err("timed out".into()), at(0));
-        let lines = render(&[ok, down], at(3));
+        let lines = render(&[ok, down], at(3), None);
         assert_eq!(lines.len(), 3);
         let cells: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(
@@ -781,6 +841,24 @@ onhand_projection_latency_seconds_sum{channel="shopify"} 1.5e0
         assert!(lines[2].starts_with("ebay "));
         assert!(lines[2].ends_with("DOWN timed out"));
         assert!(lines[2].contains(" - "));
+    }
+
+    #[test]
+    fn a_narrow_terminal_gets_the_last_errors_below_the_table() {
+        let mut ok = Row::new(endpoint());
+        ok.observe(Ok(snap(1.0, 0.0, 0.0)), at(0));
+        let mut down = Row::new(parse_endpoint("ebay=http://h:1").expect("endpoint"));
+        down.observe(Err("timed out".into()), at(0));
+        let rows = [ok, down];
+        let wide = render(&rows, at(1), Some(120));
+        assert_eq!(wide.len(), 3);
+        assert!(wide[0].ends_with("LAST ERROR"));
+        assert!(wide.iter().all(|l| l.chars().count() <= 120));
+        assert!(wide[2].ends_with("DOWN timed out"));
+        let narrow = render(&rows, at(1), Some(80));
+        assert!(!narrow[0].contains("LAST ERROR"));
+        assert_eq!(&narrow[3..], ["last errors:", "  ebay: DOWN timed out"]);
+        assert!(narrow.iter().all(|l| l.chars().count() <= 80));
     }
 
     #[test]
