@@ -6,6 +6,8 @@
 //! the read-back.
 
 use std::collections::HashMap;
+
+use futures::StreamExt as _;
 use std::sync::Mutex;
 
 use metrics::counter;
@@ -23,6 +25,8 @@ use crate::transport::{Transport, TransportError};
 /// left transient (and the most rounds a push takes, a fresh lookup of a refused cached id
 /// included).
 const STALE_RETRIES: usize = 2;
+/// Write requests of one push in flight at once.
+const CHUNK_CONCURRENCY: usize = 4;
 /// Consecutive outages, timeouts or dropped connections a read-back sits out before giving
 /// up.
 const READ_RETRIES: u32 = 5;
@@ -83,12 +87,22 @@ impl<A: ChannelApi> HttpChannel<A> {
     }
 
     /// Push every quantity; one outcome per push, in order.
+    /// Requests of one push run [`CHUNK_CONCURRENCY`] at a time (each SKU is in one of
+    /// them; the rate limiter still paces them).
     pub async fn push(&self, pushes: &[Push]) -> Vec<PushOutcome> {
-        let mut outcomes = Vec::with_capacity(pushes.len());
-        for chunk in pushes.chunks(self.api.max_batch().max(1)) {
-            outcomes.extend(self.push_batch(chunk).await);
-        }
-        outcomes
+        // Owned chunks keep the future Send for any caller's lifetime.
+        let chunks: Vec<Vec<Push>> = pushes
+            .chunks(self.api.max_batch().max(1))
+            .map(<[Push]>::to_vec)
+            .collect();
+        futures::stream::iter(chunks)
+            .map(|chunk| async move { self.push_batch(&chunk).await })
+            .buffered(CHUNK_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     async fn push_batch(&self, pushes: &[Push]) -> Vec<PushOutcome> {

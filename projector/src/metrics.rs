@@ -74,11 +74,6 @@ pub fn events(channel: &str, outcome: Outcome, n: u64) {
     }
 }
 
-pub fn latency(channel: &str, seconds: f64) {
-    histogram!("onhand_projection_latency_seconds", "channel" => channel.to_owned())
-        .record(seconds.max(0.0));
-}
-
 pub fn lag(channel: &str, seconds: f64) {
     gauge!("onhand_projector_event_lag_seconds", "channel" => channel.to_owned()).set(seconds);
 }
@@ -92,4 +87,44 @@ pub fn batch(channel: &str, messages: usize, pushed: usize) {
         .record(messages as f64);
     counter!("onhand_projector_pushes_total", "channel" => channel.to_owned())
         .increment(pushed as u64);
+}
+
+/// One batch's outcomes and latencies, counted locally and recorded once: a labelled
+/// metric lookup per SKU would cost more than the rest of the batch's bookkeeping.
+#[derive(Debug, Default)]
+pub struct Tally {
+    counts: [u64; 7],
+    latencies: Vec<f64>,
+}
+
+impl Tally {
+    pub fn add(&mut self, outcome: Outcome, n: u64) {
+        self.counts[outcome as usize] += n;
+    }
+
+    pub fn latency(&mut self, seconds: f64) {
+        self.latencies.push(seconds.max(0.0));
+    }
+
+    pub fn record(self, channel: &str) {
+        const ALL: [Outcome; 7] = [
+            Outcome::Applied,
+            Outcome::Unchanged,
+            Outcome::Coalesced,
+            Outcome::Stale,
+            Outcome::Retried,
+            Outcome::DeadLettered,
+            Outcome::Poison,
+        ];
+        for outcome in ALL {
+            events(channel, outcome, self.counts[outcome as usize]);
+        }
+        if !self.latencies.is_empty() {
+            let h =
+                histogram!("onhand_projection_latency_seconds", "channel" => channel.to_owned());
+            for s in self.latencies {
+                h.record(s);
+            }
+        }
+    }
 }

@@ -68,7 +68,7 @@ pub async fn applier(js: &Context, settings: &ChannelSettings) -> Result<Applier
         channel_name: settings.name.clone(),
         channel: Arc::new(channel),
         policy: settings.policy.clone(),
-        watermarks: Watermarks::new(settings.name.clone(), kv),
+        watermarks: Watermarks::new(settings.name.clone(), js.clone(), kv),
     })
 }
 

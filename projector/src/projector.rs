@@ -22,7 +22,7 @@ use crate::apply::{Applier, SkuOutcome};
 use crate::config::ProjectorConfig;
 use crate::consumer;
 use crate::dlq::{self, DeadLetter};
-use crate::metrics::{self, Outcome};
+use crate::metrics::{self, Outcome, Tally};
 
 /// A projector for one channel.
 #[derive(Debug)]
@@ -98,6 +98,8 @@ impl Projector {
             .expires(Duration::from_secs(30))
             .messages()
             .await?;
+        // The consumer may be new (a rebuild by another process resets the watermarks).
+        self.applier.watermarks.clear_cache();
         self.ready.store(true, Ordering::Relaxed);
         tracing::info!(channel = %self.applier.channel_name, consumer = %consumer::name(&self.applier.channel_name), "projector attached");
         loop {
@@ -208,42 +210,44 @@ impl Projector {
         .await;
         drop(all);
         let mut pushed = 0;
+        let mut tally = Tally::default();
+        let mut acks: Vec<(&Message, AckKind)> = Vec::with_capacity(size);
         let now = OffsetDateTime::now_utc();
         for ((sku, event), outcome) in order.iter().zip(&latest).zip(outcomes) {
-            let group = groups.remove(sku).unwrap_or_default();
-            let top = newest(&group);
-            let others = group.len() - 1;
-            let mut ack_others = true;
-            match &outcome {
+            let group = &groups[sku];
+            let top = newest(group);
+            let d = &group[top];
+            let others = (group.len() - 1) as u64;
+            // The newest message's fate; the superseded ones are acked unless it stays.
+            let (fate, others_fate) = match &outcome {
                 SkuOutcome::Applied { qty } => {
                     pushed += 1;
-                    metrics::events(&channel, Outcome::Applied, 1);
-                    metrics::events(&channel, Outcome::Coalesced, others as u64);
-                    metrics::latency(&channel, (now - event.occurred_at).as_seconds_f64());
+                    tally.add(Outcome::Applied, 1);
+                    tally.add(Outcome::Coalesced, others);
+                    tally.latency((now - event.occurred_at).as_seconds_f64());
                     tracing::debug!(parent: &span, sku = %sku, version = event.stock.version, qty, "applied");
-                    ack(&group[top].message, AckKind::Ack).await;
+                    (AckKind::Ack, AckKind::Ack)
                 }
                 SkuOutcome::Unchanged { .. } => {
-                    metrics::events(&channel, Outcome::Unchanged, 1);
-                    metrics::events(&channel, Outcome::Coalesced, others as u64);
-                    ack(&group[top].message, AckKind::Ack).await;
+                    tally.add(Outcome::Unchanged, 1);
+                    tally.add(Outcome::Coalesced, others);
+                    (AckKind::Ack, AckKind::Ack)
                 }
                 SkuOutcome::Stale { .. } => {
-                    metrics::events(&channel, Outcome::Stale, group.len() as u64);
-                    ack(&group[top].message, AckKind::Ack).await;
+                    tally.add(Outcome::Stale, others + 1);
+                    (AckKind::Ack, AckKind::Ack)
                 }
                 SkuOutcome::Transient {
                     retry_after,
                     reason,
                 } => {
-                    let delay = self.config.retry_delay(group[top].delivered, *retry_after);
-                    metrics::events(&channel, Outcome::Retried, 1);
-                    metrics::events(&channel, Outcome::Coalesced, others as u64);
-                    tracing::info!(parent: &span, sku = %sku, version = event.stock.version, delivered = group[top].delivered, ?delay, %reason, "transient failure; redelivering later");
-                    ack(&group[top].message, AckKind::Nak(Some(delay))).await;
+                    let delay = self.config.retry_delay(d.delivered, *retry_after);
+                    tally.add(Outcome::Retried, 1);
+                    tally.add(Outcome::Coalesced, others);
+                    tracing::info!(parent: &span, sku = %sku, version = event.stock.version, delivered = d.delivered, ?delay, %reason, "transient failure; redelivering later");
+                    (AckKind::Nak(Some(delay)), AckKind::Ack)
                 }
                 SkuOutcome::Permanent { code, message } => {
-                    let d = &group[top];
                     let letter = DeadLetter {
                         channel: &channel,
                         reason: format!("the channel refused the quantity: {code}: {message}"),
@@ -254,28 +258,25 @@ impl Projector {
                     };
                     match dlq::publish(&self.js, &letter).await {
                         Ok(()) => {
-                            metrics::events(&channel, Outcome::DeadLettered, 1);
-                            metrics::events(&channel, Outcome::Coalesced, others as u64);
+                            tally.add(Outcome::DeadLettered, 1);
+                            tally.add(Outcome::Coalesced, others);
                             tracing::warn!(parent: &span, sku = %sku, version = event.stock.version, %code, %message, "channel refused the push; dead-lettered");
-                            ack(&d.message, AckKind::Term).await;
+                            (AckKind::Term, AckKind::Ack)
                         }
                         Err(err) => {
                             tracing::error!(parent: &span, error = %err, sku = %sku, "could not record a dead letter; redelivering");
-                            ack(&d.message, AckKind::Nak(Some(self.config.retry_base))).await;
-                            ack_others = false;
-                            for d in group.iter().enumerate().filter(|(i, _)| *i != top) {
-                                ack(&d.1.message, AckKind::Nak(Some(self.config.retry_base))).await;
-                            }
+                            let later = AckKind::Nak(Some(self.config.retry_base));
+                            (later, later)
                         }
                     }
                 }
-            }
-            if ack_others {
-                for (_, d) in group.iter().enumerate().filter(|(i, _)| *i != top) {
-                    ack(&d.message, AckKind::Ack).await;
-                }
+            };
+            for (i, m) in group.iter().enumerate() {
+                acks.push((&m.message, if i == top { fate } else { others_fate }));
             }
         }
+        futures::future::join_all(acks.into_iter().map(|(m, kind)| ack(m, kind))).await;
+        tally.record(&channel);
         metrics::batch(&channel, size, pushed);
     }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use async_nats::jetstream::kv::Store;
 use futures::{StreamExt, TryStreamExt};
 use onhand_common::Sku;
+use onhand_streams::names::WATERMARKS_BUCKET;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -36,12 +37,8 @@ pub enum WatermarkError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("writing watermark {key}")]
-    Write {
-        key: String,
-        #[source]
-        source: async_nats::jetstream::kv::PutError,
-    },
+    #[error("writing watermark {key}: {reason}")]
+    Write { key: String, reason: String },
     #[error("purging the watermarks of {channel}")]
     Purge {
         channel: String,
@@ -54,14 +51,16 @@ pub enum WatermarkError {
 #[derive(Debug)]
 pub struct Watermarks {
     channel: String,
+    js: async_nats::jetstream::Context,
     kv: Store,
     cache: HashMap<Sku, Option<Watermark>>,
 }
 
 impl Watermarks {
-    pub fn new(channel: impl Into<String>, kv: Store) -> Self {
+    pub fn new(channel: impl Into<String>, js: async_nats::jetstream::Context, kv: Store) -> Self {
         Self {
             channel: channel.into(),
+            js,
             kv,
             cache: HashMap::new(),
         }
@@ -121,38 +120,51 @@ impl Watermarks {
     }
 
     /// Write watermarks (after the channel confirmed them); one result per item, in order.
+    /// Every put is published before any acknowledgement is awaited (a KV put is a publish
+    /// to `$KV.<bucket>.<key>`), so a batch costs one round trip, not one per SKU.
     pub async fn store(&mut self, marks: Vec<(Sku, Watermark)>) -> Vec<Result<(), WatermarkError>> {
-        let results: Vec<(Sku, Watermark, Result<(), WatermarkError>)> =
-            futures::stream::iter(marks)
-                .map(|(sku, mark)| {
-                    let kv = self.kv.clone();
-                    let key = Self::key(&self.channel, &sku);
-                    async move {
-                        let value = serde_json::to_vec(&mark)
-                            .expect("invariant: a watermark always serializes");
-                        let result = kv
-                            .put(&key, value.into())
-                            .await
-                            .map(drop)
-                            .map_err(|source| WatermarkError::Write { key, source });
-                        (sku, mark, result)
-                    }
-                })
-                .buffered(CONCURRENCY)
-                .collect()
+        let mut pending = Vec::with_capacity(marks.len());
+        for (sku, mark) in marks {
+            let key = Self::key(&self.channel, &sku);
+            let value =
+                serde_json::to_vec(&mark).expect("invariant: a watermark always serializes");
+            let published = self
+                .js
+                .publish(format!("$KV.{}.{key}", WATERMARKS_BUCKET), value.into())
                 .await;
-        results
-            .into_iter()
-            .map(|(sku, mark, result)| {
-                if result.is_ok() {
+            pending.push((sku, mark, key, published));
+        }
+        let mut results = Vec::with_capacity(pending.len());
+        let acks = futures::future::join_all(pending.into_iter().map(
+            |(sku, mark, key, published)| async move {
+                let result = match published {
+                    Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (sku, mark, key, result)
+            },
+        ))
+        .await;
+        for (sku, mark, key, result) in acks {
+            match result {
+                Ok(()) => {
                     self.cache.insert(sku, Some(mark));
-                } else {
+                    results.push(Ok(()));
+                }
+                Err(reason) => {
                     // Unknown whether it landed: read it again next time.
                     self.cache.remove(&sku);
+                    results.push(Err(WatermarkError::Write { key, reason }));
                 }
-                result
-            })
-            .collect()
+            }
+        }
+        results
+    }
+
+    /// Forget the cache (after the consumer was recreated, another process may have reset
+    /// the bucket).
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
     }
 
     /// Forget every watermark of this channel (rebuild).

@@ -22,6 +22,7 @@ pub enum Gate {
 /// Decide a request's fate and spend `cost` from the channel's bucket when it proceeds.
 pub fn admit(sandbox: &Sandbox, channel: Channel, cost: f64) -> Gate {
     let mut state = sandbox.channel(channel);
+    state.requests += 1;
     let faults = state.knobs.faults.clone();
     if state.roll(faults.timeout) {
         return Gate::Hang(Duration::from_millis(faults.timeout_ms.max(1)));

@@ -173,6 +173,8 @@ pub struct ChannelState {
     pub bucket: Option<Bucket>,
     /// Requests answered as throttled (bucket empty or injected), for tests and benchmarks.
     pub throttled: u64,
+    /// Requests that reached the gate (every authenticated API call), for benchmarks.
+    pub requests: u64,
     next_id: u64,
     rng: StdRng,
 }
@@ -186,6 +188,7 @@ impl ChannelState {
             knobs: Knobs::default(),
             bucket: None,
             throttled: 0,
+            requests: 0,
             next_id: 1000 + seed % 1000,
             rng: StdRng::seed_from_u64(seed),
         }
