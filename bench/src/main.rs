@@ -10,6 +10,7 @@
 mod channels;
 mod client;
 mod load;
+mod projector;
 mod report;
 mod reservations;
 mod seed;
@@ -39,6 +40,61 @@ enum Command {
     },
     /// Push SKUs through every channel adapter against an in-process sandbox, print JSON.
     Channels(ChannelsArgs),
+    /// The projector: throughput against async-nats alone, a burst against Shopify's
+    /// limits, or propagation through a running system; print JSON.
+    Projector(ProjectorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProjectorArgs {
+    #[command(subcommand)]
+    run: ProjectorRun,
+    /// A NATS server with the streams applied (for throughput and burst: one this run owns).
+    #[arg(long, env = "NATS_URL", global = true)]
+    nats_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectorRun {
+    /// N events over S SKUs: async-nats pull+ack alone vs one projector to the sandbox.
+    Throughput {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        #[arg(long, default_value_t = 10_000)]
+        skus: usize,
+        /// shopify or webhook.
+        #[arg(long, default_value = "webhook")]
+        channel: String,
+        #[arg(long, value_enum, default_value = "zipf")]
+        spread: projector::Spread,
+    },
+    /// B events for K SKUs within one second against Shopify's documented limits.
+    Burst {
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        #[arg(long, default_value_t = 200)]
+        skus: usize,
+    },
+    /// Reservations at a fixed rate through a running ledger, sandbox and webhook projector.
+    Propagation {
+        #[arg(long)]
+        ledger_url: String,
+        #[arg(long)]
+        sandbox_url: String,
+        #[arg(long, env = "ONHAND_BENCH_TOKEN", hide_env_values = true)]
+        token: String,
+        #[arg(long, env = "ONHAND_BENCH_WMS_TOKEN", hide_env_values = true)]
+        wms_token: String,
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 500)]
+        skus: usize,
+        /// The projector process, for its resident memory.
+        #[arg(long)]
+        projector_pid: Option<u32>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -118,6 +174,14 @@ fn main() -> anyhow::Result<()> {
         .install_default()
         .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
     let cli = Cli::parse();
+    if let Command::Projector(args) = cli.command {
+        // The projector runs as it does in production: on the multi-threaded runtime.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        return runtime.block_on(run_projector(args));
+    }
     // One thread drives all clients: the load generator shares the machine with the ledger,
     // Postgres and NATS, and should take as little of it as it can.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -169,6 +233,54 @@ async fn run(command: Command) -> anyhow::Result<()> {
             })
             .await?;
             print_json(&report)
+        }
+        Command::Projector(args) => run_projector(args).await,
+    }
+}
+
+async fn run_projector(args: ProjectorArgs) -> anyhow::Result<()> {
+    let nats_url = args
+        .nats_url
+        .context("--nats-url (or NATS_URL) is required")?;
+    let client = async_nats::connect(&nats_url)
+        .await
+        .with_context(|| format!("connecting to {nats_url}"))?;
+    let js = async_nats::jetstream::new(client);
+    match args.run {
+        ProjectorRun::Throughput {
+            events,
+            skus,
+            channel,
+            spread,
+        } => {
+            let channel = onhand_sandbox::Channel::parse(&channel)
+                .with_context(|| format!("unknown channel {channel:?}"))?;
+            print_json(&projector::throughput(&js, events, skus, spread, channel).await?)
+        }
+        ProjectorRun::Burst { events, skus } => {
+            print_json(&projector::burst(&js, events, skus).await?)
+        }
+        ProjectorRun::Propagation {
+            ledger_url,
+            sandbox_url,
+            token,
+            wms_token,
+            rate,
+            duration_secs,
+            skus,
+            projector_pid,
+        } => {
+            let args = projector::PropagationArgs {
+                ledger_url,
+                sandbox_url,
+                token,
+                wms_token,
+                rate,
+                duration: std::time::Duration::from_secs(duration_secs),
+                skus,
+                projector_pid,
+            };
+            print_json(&projector::propagation(&js, &args).await?)
         }
     }
 }
