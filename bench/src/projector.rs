@@ -567,9 +567,19 @@ pub async fn propagation(
     }
     let duration_secs = started.elapsed().as_secs_f64();
 
-    // Every event of the run, from the stream.
-    let stream = js.get_stream(INVENTORY_STREAM).await?;
-    let last_seq = stream.clone().info().await?.state.last_sequence;
+    // Every event of the run, from the stream, once the ledger's relay has published them
+    // all (the stream's last sequence holds still for a second).
+    let mut stream = js.get_stream(INVENTORY_STREAM).await?;
+    let mut last_seq = stream.info().await?.state.last_sequence;
+    let mut still_since = Instant::now();
+    while still_since.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = stream.info().await?.state.last_sequence;
+        if now != last_seq {
+            last_seq = now;
+            still_since = Instant::now();
+        }
+    }
     let events = read_events(js, first_seq, last_seq).await?;
     // Wait until the channel holds every SKU's newest value.
     let newest: HashMap<&str, i64> = events
