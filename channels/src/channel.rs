@@ -1,5 +1,9 @@
 //! A configured channel, whatever its kind: what projectors and the reconciler hold.
 
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+
+use onhand_common::Sku;
 use reqwest::header::HeaderName;
 
 use crate::amazon::AmazonApi;
@@ -15,6 +19,9 @@ use crate::storefront_kv::{BUCKET, StorefrontError, StorefrontKv};
 use crate::transport::{Auth, Transport, TransportError};
 use crate::webhook::Webhook;
 use crate::woocommerce::Woo;
+
+/// `storefront_kv`'s read-back is handed to [`Channel::read_listing`]'s sink in pages of this.
+const STOREFRONT_PAGE: usize = 1_000;
 
 /// One channel, ready to push to and read back from. Built once per process, so the
 /// variants' sizes do not matter.
@@ -172,6 +179,86 @@ impl Channel {
     /// Every SKU's quantity as the channel shows it.
     pub async fn read_all(&self) -> Result<Vec<Listed>, ReadBackError> {
         Ok(each_http!(self, ch => ch.read_all().await?, kv => kv.read_all().await?))
+    }
+
+    /// Whether a whole read-back of this channel needs the SKUs to read: Amazon's listing
+    /// search (`read_all`) stops at 1,000 items, reading by SKU ([`Channel::read_back`])
+    /// has no cap. Every other channel pages through its whole listing
+    /// ([`Channel::read_listing`]).
+    pub fn reads_by_sku(&self) -> bool {
+        matches!(self, Channel::Amazon(_))
+    }
+
+    /// The channel's whole listing, handed to `sink` one page at a time as the pages arrive
+    /// (paged, inside the channel's rate limit, retried like [`Channel::read_all`]), so a
+    /// read-back of a million SKUs never holds more than one page of [`Listed`]. Returns
+    /// the number of pages. `storefront_kv` reads its bucket whole and hands it over in
+    /// pages of 1,000.
+    pub async fn read_listing(
+        &self,
+        sink: impl FnMut(Vec<Listed>) + Send,
+    ) -> Result<u64, ReadBackError> {
+        let pages = Counted::new(sink);
+        each_http!(self, ch => {
+            let api = ch.api();
+            ch.read_pages(
+                |token| api.read_request(token),
+                |token, resp| {
+                    let mut page = api.read_page_at(token, resp)?;
+                    pages.take(std::mem::take(&mut page.items));
+                    Ok(page)
+                },
+            )
+            .await?;
+        }, kv => {
+            let mut all = kv.read_all().await?;
+            while !all.is_empty() {
+                let rest = all.split_off(all.len().min(STOREFRONT_PAGE));
+                pages.take(std::mem::replace(&mut all, rest));
+            }
+        });
+        Ok(pages.count())
+    }
+
+    /// What the channel shows for `known` SKUs (SKUs it does not list are absent). Amazon
+    /// reads them by SKU, 20 a request ([`HttpChannel::<AmazonApi>::read_skus`]); the
+    /// other channels page through their listing and keep `known`, so for them call it once
+    /// with many SKUs, or use [`Channel::read_listing`].
+    pub async fn read_back(&self, known: &[Sku]) -> Result<Vec<Listed>, ReadBackError> {
+        if let Channel::Amazon(ch) = self {
+            return Ok(ch.read_skus(known).await?);
+        }
+        let wanted: HashSet<&Sku> = known.iter().collect();
+        let mut found = Vec::new();
+        self.read_listing(|page| {
+            found.extend(page.into_iter().filter(|l| wanted.contains(&l.sku)));
+        })
+        .await?;
+        Ok(found)
+    }
+}
+
+/// Pages handed to `sink` by [`Channel::read_listing`]. The adapter's page callback is a
+/// `Fn` shared across the read's awaits, so the sink sits behind a mutex (never contended).
+struct Counted<F> {
+    sink: Mutex<(F, u64)>,
+}
+
+impl<F: FnMut(Vec<Listed>)> Counted<F> {
+    fn new(sink: F) -> Self {
+        Self {
+            sink: Mutex::new((sink, 0)),
+        }
+    }
+
+    fn take(&self, items: Vec<Listed>) {
+        let mut guard = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.1 += 1;
+        (guard.0)(items);
+    }
+
+    fn count(self) -> u64 {
+        self.sink.into_inner().unwrap_or_else(PoisonError::into_inner).1
     }
 }
 
