@@ -258,7 +258,10 @@ impl<F: FnMut(Vec<Listed>)> Counted<F> {
     }
 
     fn count(self) -> u64 {
-        self.sink.into_inner().unwrap_or_else(PoisonError::into_inner).1
+        self.sink
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
     }
 }
 
