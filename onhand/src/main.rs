@@ -8,6 +8,7 @@ use secrecy::ExposeSecret as _;
 
 mod ingest_cli;
 mod projector_cli;
+mod reconcile_cli;
 mod sandbox_cli;
 mod simulate_cli;
 mod storefront_cli;
@@ -93,6 +94,9 @@ enum Top {
     /// A live per-channel summary scraped from the projectors' /metrics.
     #[command(name = "top")]
     Dashboard(top_cli::TopArgs),
+    /// Compare channels' read-backs with the ledger's totals: drift report, history,
+    /// --repair; exits 3 when drift is above the threshold, 4 when a read failed.
+    Reconcile(reconcile_cli::ReconcileArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,6 +310,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Top::Simulate(args) => simulate_cli::run(args, onhand_common::shutdown::on_signal()).await,
         Top::Dashboard(args) => top_cli::run(args, onhand_common::shutdown::on_signal()).await,
+        Top::Reconcile(args) => {
+            let code = reconcile_cli::run(args).await?;
+            drop(_telemetry); // flush spans before exiting with the verdict's code
+            std::process::exit(code)
+        }
     }
 }
 
