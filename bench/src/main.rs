@@ -6,11 +6,14 @@
 //! - `stream-info`: print a JetStream stream's message count and sequences as JSON.
 //! - `channels`: SKUs per second through each channel adapter and the sandbox, with limits
 //!   off and with the documented default limits on, as JSON ([`channels`]).
+//! - `reconcile`: time, peak memory and read-back calls of `onhand reconcile` over N SKUs
+//!   per sandbox channel, limits off, as JSON ([`reconcile`]).
 
 mod channels;
 mod client;
 mod load;
 mod projector;
+mod reconcile;
 mod report;
 mod reservations;
 mod seed;
@@ -43,6 +46,31 @@ enum Command {
     /// The projector: throughput against async-nats alone, a burst against Shopify's
     /// limits, or propagation through a running system; print JSON.
     Projector(ProjectorArgs),
+    /// `onhand reconcile` over N SKUs per sandbox channel, limits off: time, peak memory,
+    /// read-back calls; print JSON. Fails when a report misses the seeded drift.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReconcileArgs {
+    /// The `onhand` binary to run (release build).
+    #[arg(long, default_value = "target/release/onhand")]
+    onhand_bin: std::path::PathBuf,
+    /// A database of the benchmark's own (its ledger tables are emptied and refilled).
+    #[arg(long)]
+    database_url: String,
+    /// A NATS server with the streams applied (the watermarks bucket).
+    #[arg(long, env = "NATS_URL")]
+    nats_url: String,
+    #[arg(long, default_value_t = 100_000)]
+    skus: usize,
+    /// Channels, comma-separated (those with a sandbox emulator).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "shopify,amazon,ebay,woocommerce,bigcommerce,webhook"
+    )]
+    channels: Vec<onhand_channels::ChannelKind>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -235,6 +263,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             print_json(&report)
         }
         Command::Projector(args) => run_projector(args).await,
+        Command::Reconcile(args) => {
+            let report = reconcile::run(reconcile::Options {
+                onhand_bin: args.onhand_bin,
+                database_url: args.database_url,
+                nats_url: args.nats_url,
+                skus: args.skus,
+                channels: args.channels,
+            })
+            .await?;
+            print_json(&report)?;
+            reconcile::check_report(&report)
+        }
     }
 }
 
