@@ -12,6 +12,7 @@ pub mod config;
 pub mod history;
 pub mod ledger;
 pub mod metrics;
+mod pass;
 pub mod repair;
 pub mod report;
 pub mod run;
