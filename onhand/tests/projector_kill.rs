@@ -70,7 +70,7 @@ fn spawn_projector(nats: &NatsServer, sandbox: &str, log: &std::path::Path) -> C
         .env("ONHAND_PROJECTOR__LISTEN_ADDR", "127.0.0.1:0")
         .env("ONHAND_PROJECTOR__ACK_WAIT_SECS", "3")
         .env("ONHAND_PROJECTOR__MAX_BATCH", "1000")
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info,onhand_projector=debug")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log"))
         .stderr(log)
@@ -78,11 +78,13 @@ fn spawn_projector(nats: &NatsServer, sandbox: &str, log: &std::path::Path) -> C
         .expect("spawn onhand projector")
 }
 
-/// The last lines of the projector's log, for a failure message.
-fn tail(log: &std::path::Path) -> String {
+/// The projector's log lines about one SKU (and its starts), for a failure message.
+fn about(log: &std::path::Path, sku: &str) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    text.lines()
+        .filter(|l| l.contains(&format!("\"{sku}\"")) || l.contains("attached"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +181,7 @@ async fn sigkilled_projector_converges_without_going_back() {
                 w.sku,
                 w.quantity,
                 w.seq,
-                tail(&log)
+                about(&log, &w.sku)
             );
         }
     }

@@ -9,7 +9,7 @@ use onhand_common::policy::{ChannelPolicy, channel_quantity};
 use onhand_common::{InventoryEvent, Sku};
 use time::OffsetDateTime;
 
-use crate::watermark::{Watermark, Watermarks};
+use crate::watermark::{PendingMarks, Watermark, Watermarks};
 
 /// What became of one SKU's latest event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,19 +39,72 @@ pub struct Applier {
     pub watermarks: Watermarks,
 }
 
+/// A batch pushed, its watermarks published and not yet acknowledged.
+#[derive(Debug)]
+pub struct Pushed {
+    outcomes: Vec<SkuOutcome>,
+    marks: Option<PendingMarks>,
+    /// The outcome each published watermark belongs to, in publish order.
+    mark_index: Vec<usize>,
+    channel_name: String,
+}
+
+impl Pushed {
+    /// Wait for the watermark writes; a SKU whose write failed becomes transient (its
+    /// message is redelivered and pushed again, which is harmless). Returns the outcomes and
+    /// the SKUs to [`Watermarks::forget`].
+    pub async fn settle(self) -> (Vec<SkuOutcome>, Vec<Sku>) {
+        let mut outcomes = self.outcomes;
+        let mut failed = Vec::new();
+        if let Some(marks) = self.marks {
+            for (i, (sku, result)) in self.mark_index.into_iter().zip(marks.settle().await) {
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, channel = %self.channel_name, "watermark not written; the event will be redelivered");
+                    outcomes[i] = SkuOutcome::Transient {
+                        retry_after: None,
+                        reason: format!("watermark not written: {err}"),
+                    };
+                    failed.push(sku);
+                }
+            }
+        }
+        (outcomes, failed)
+    }
+}
+
 impl Applier {
     /// Apply each event (at most one per SKU); one outcome per event, in order.
     pub async fn apply(&mut self, events: &[&InventoryEvent]) -> Vec<SkuOutcome> {
+        let (outcomes, failed) = self
+            .push_and_publish(events, &vec![false; events.len()])
+            .await
+            .settle()
+            .await;
+        self.watermarks.forget(&failed);
+        outcomes
+    }
+
+    /// Guard, policy, push; then publish the watermarks of what the channel confirmed
+    /// without waiting for them, so the caller can overlap that wait with the next batch.
+    /// `ahead[i]`: event i is newer than anything the consumer has delivered for its SKU (a
+    /// redelivered SKU brought up to the stream's newest); its watermark is written as an
+    /// intent, and settled, before the push.
+    pub async fn push_and_publish(&mut self, events: &[&InventoryEvent], ahead: &[bool]) -> Pushed {
         let skus: Vec<&Sku> = events.iter().map(|e| &e.sku).collect();
         if let Err(err) = self.watermarks.load(&skus).await {
             tracing::warn!(error = %err, channel = %self.channel_name, "watermarks unavailable; the batch will be redelivered");
-            return events
-                .iter()
-                .map(|_| SkuOutcome::Transient {
-                    retry_after: None,
-                    reason: format!("watermarks unavailable: {err}"),
-                })
-                .collect();
+            return Pushed {
+                outcomes: events
+                    .iter()
+                    .map(|_| SkuOutcome::Transient {
+                        retry_after: None,
+                        reason: format!("watermarks unavailable: {err}"),
+                    })
+                    .collect(),
+                marks: None,
+                mark_index: Vec::new(),
+                channel_name: self.channel_name.clone(),
+            };
         }
         let mut outcomes: Vec<Option<SkuOutcome>> = vec![None; events.len()];
         let mut pushes = Vec::new();
@@ -60,17 +113,19 @@ impl Applier {
         let now = OffsetDateTime::now_utc();
         for (i, event) in events.iter().enumerate() {
             let version = event.stock.version;
-            let mark = self.watermarks.get(&event.sku);
-            if let Some(mark) = mark
-                && mark.version >= version
+            let stored = self.watermarks.stored(&event.sku);
+            let mark = stored.map(|s| s.mark);
+            // An intent at this very version may not have reached the channel: push again.
+            if let Some(s) = stored
+                && (s.mark.version > version || (s.mark.version == version && !s.pending))
             {
                 outcomes[i] = Some(SkuOutcome::Stale {
-                    watermark: mark.version,
+                    watermark: s.mark.version,
                 });
                 continue;
             }
             let qty = channel_quantity(&event.stock, &self.policy);
-            if mark.is_some_and(|m| m.qty == qty) {
+            if stored.is_some_and(|s| !s.pending && s.mark.qty == qty) {
                 marks.push((
                     i,
                     event.sku.clone(),
@@ -90,6 +145,57 @@ impl Applier {
                 event_id: event.event_id,
             });
             pushed_index.push(i);
+        }
+        // Intents first, for pushes that jump ahead of the consumer; one that cannot be
+        // written holds its push back.
+        let intents: Vec<(Sku, Watermark)> = pushed_index
+            .iter()
+            .zip(&pushes)
+            .filter(|(i, _)| ahead.get(**i).copied().unwrap_or(false))
+            .map(|(_, p)| {
+                (
+                    p.sku.clone(),
+                    Watermark {
+                        version: p.version,
+                        qty: p.quantity,
+                        pushed_at: now,
+                    },
+                )
+            })
+            .collect();
+        if !intents.is_empty() {
+            let settled = self
+                .watermarks
+                .publish_intents(intents)
+                .await
+                .settle()
+                .await;
+            let failed: std::collections::HashSet<Sku> = settled
+                .into_iter()
+                .filter_map(|(sku, r)| r.err().map(|e| (sku, e)))
+                .map(|(sku, err)| {
+                    tracing::warn!(error = %err, channel = %self.channel_name, "intent not written; the push waits");
+                    sku
+                })
+                .collect();
+            if !failed.is_empty() {
+                self.watermarks.forget(&failed);
+                let mut kept_pushes = Vec::with_capacity(pushes.len());
+                let mut kept_index = Vec::with_capacity(pushes.len());
+                for (i, push) in pushed_index.into_iter().zip(pushes) {
+                    if failed.contains(&push.sku) {
+                        outcomes[i] = Some(SkuOutcome::Transient {
+                            retry_after: None,
+                            reason: "watermark intent not written".to_owned(),
+                        });
+                    } else {
+                        kept_index.push(i);
+                        kept_pushes.push(push);
+                    }
+                }
+                pushes = kept_pushes;
+                pushed_index = kept_index;
+            }
         }
         if !pushes.is_empty() {
             let results = self.channel.push(&pushes).await;
@@ -121,25 +227,22 @@ impl Applier {
                 });
             }
         }
-        let (indices, marks): (Vec<usize>, Vec<(Sku, Watermark)>) =
+        let (mark_index, marks): (Vec<usize>, Vec<(Sku, Watermark)>) =
             marks.into_iter().map(|(i, s, m)| (i, (s, m))).unzip();
-        for (i, result) in indices.into_iter().zip(self.watermarks.store(marks).await) {
-            if let Err(err) = result {
-                tracing::warn!(error = %err, channel = %self.channel_name, "watermark not written; the event will be redelivered");
-                outcomes[i] = Some(SkuOutcome::Transient {
-                    retry_after: None,
-                    reason: format!("watermark not written: {err}"),
-                });
-            }
-        }
-        outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| SkuOutcome::Transient {
-                    retry_after: None,
-                    reason: "no outcome".to_owned(),
+        let marks = self.watermarks.publish(marks).await;
+        Pushed {
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| {
+                    o.unwrap_or_else(|| SkuOutcome::Transient {
+                        retry_after: None,
+                        reason: "no outcome".to_owned(),
+                    })
                 })
-            })
-            .collect()
+                .collect(),
+            marks: Some(marks),
+            mark_index,
+            channel_name: self.channel_name.clone(),
+        }
     }
 }

@@ -14,11 +14,12 @@ use onhand_common::backoff::Backoff;
 use onhand_common::event::{HEADER_TRACEPARENT, MAX_EVENT_BYTES};
 use onhand_common::{InventoryEvent, Sku, decode_event};
 use time::OffsetDateTime;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::apply::{Applier, SkuOutcome};
+use crate::apply::{Applier, Pushed, SkuOutcome};
 use crate::config::ProjectorConfig;
 use crate::consumer;
 use crate::dlq::{self, DeadLetter};
@@ -102,6 +103,22 @@ impl Projector {
         self.applier.watermarks.clear_cache();
         self.ready.store(true, Ordering::Relaxed);
         tracing::info!(channel = %self.applier.channel_name, consumer = %consumer::name(&self.applier.channel_name), "projector attached");
+        // The previous batch's watermark acknowledgements and message acks, finishing while
+        // this batch is fetched and pushed.
+        let mut tail: Option<JoinHandle<Vec<Sku>>> = None;
+        let result = self
+            .consume_batches(&mut messages, &mut tail, shutdown)
+            .await;
+        self.finish_tail(&mut tail).await;
+        result
+    }
+
+    async fn consume_batches(
+        &mut self,
+        messages: &mut async_nats::jetstream::consumer::pull::Stream,
+        tail: &mut Option<JoinHandle<Vec<Sku>>>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), async_nats::Error> {
         loop {
             let first = tokio::select! {
                 biased;
@@ -130,15 +147,31 @@ impl Projector {
                     Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
                 }
             }
-            self.process(batch).await;
+            self.process(batch, tail).await;
             if let Some(err) = fatal {
                 return Err(err.into());
             }
         }
     }
 
-    /// Handle one batch completely: every message ends acked, naked or termed.
-    async fn process(&mut self, batch: Vec<Message>) {
+    /// Wait for the batch in the tail; forget the watermarks it could not write.
+    async fn finish_tail(&mut self, tail: &mut Option<JoinHandle<Vec<Sku>>>) {
+        if let Some(handle) = tail.take() {
+            match handle.await {
+                Ok(failed) => self.applier.watermarks.forget(&failed),
+                Err(err) => {
+                    // Its messages are redelivered after ack_wait; start from the bucket.
+                    tracing::error!(error = %err, "a batch's tail failed");
+                    self.applier.watermarks.clear_cache();
+                }
+            }
+        }
+    }
+
+    /// Handle one batch: decode, coalesce, push, publish its watermarks; then (after the
+    /// previous batch's tail is done) leave the rest to a new tail: wait for the watermark
+    /// acknowledgements, then ack, nak or term every message. Every message ends settled.
+    async fn process(&mut self, batch: Vec<Message>, tail: &mut Option<JoinHandle<Vec<Sku>>>) {
         let channel = self.applier.channel_name.clone();
         let size = batch.len();
         let mut groups: HashMap<Sku, Vec<Delivered>> = HashMap::new();
@@ -169,19 +202,46 @@ impl Projector {
         }
         // The newest event per SKU; a redelivered SKU is brought up to the stream's newest,
         // so an old value redelivered after a crash never overwrites a newer one pushed
-        // before it.
+        // before it. If that lookup fails, the SKU waits (nak) rather than risk it.
+        let redelivered: Vec<Sku> = order
+            .iter()
+            .filter(|sku| groups[*sku].iter().any(|d| d.delivered > 1))
+            .cloned()
+            .collect();
+        let newest_in_stream = self.stream_latest(redelivered).await;
         let mut latest: Vec<InventoryEvent> = Vec::with_capacity(order.len());
-        for sku in &order {
-            let group = &groups[sku];
+        let mut ahead: Vec<bool> = Vec::with_capacity(order.len());
+        let mut kept = Vec::with_capacity(order.len());
+        for sku in order {
+            let group = &groups[&sku];
             let top = newest(group);
             let mut event = group[top].event.clone();
-            if group.iter().any(|d| d.delivered > 1)
-                && let Some(newer) = self.stream_latest(sku).await
-                && newer.stock.version > event.stock.version
-            {
-                event = newer;
+            let mut jumped = false;
+            match newest_in_stream.get(&sku) {
+                None => {}
+                Some(Ok(Some(newer))) if newer.stock.version > event.stock.version => {
+                    event = newer.clone();
+                    jumped = true;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(reason)) => {
+                    tracing::warn!(channel = %channel, sku = %sku, %reason, "cannot read the sku's newest event; redelivering later");
+                    let later = AckKind::Nak(Some(self.config.retry_base));
+                    for (i, d) in group.iter().enumerate() {
+                        ack(&d.message, if i == top { later } else { AckKind::Ack }).await;
+                    }
+                    metrics::events(&channel, Outcome::Retried, 1);
+                    groups.remove(&sku);
+                    continue;
+                }
             }
             latest.push(event);
+            ahead.push(jumped);
+            kept.push(sku);
+        }
+        let order = kept;
+        if order.is_empty() {
+            return;
         }
         let span = tracing::info_span!("project_batch", channel = %channel, messages = size, skus = order.len());
         if let Some(tp) = latest
@@ -202,13 +262,58 @@ impl Projector {
         let every = self.config.ack_wait / 3;
         let all: Vec<&Message> = groups.values().flatten().map(|d| &d.message).collect();
         let refs: Vec<&InventoryEvent> = latest.iter().collect();
-        let outcomes = with_progress(
+        let pushed = with_progress(
             &all,
             every,
-            self.applier.apply(&refs).instrument(span.clone()),
+            self.applier
+                .push_and_publish(&refs, &ahead)
+                .instrument(span.clone()),
         )
         .await;
         drop(all);
+        drop(refs);
+        self.finish_tail(tail).await;
+        let settle = Settle {
+            js: self.js.clone(),
+            config: self.config.clone(),
+            channel,
+            size,
+            groups,
+            order,
+            latest,
+            span,
+        };
+        *tail = Some(tokio::spawn(settle.run(pushed)));
+    }
+}
+
+/// A batch after its push: what is left to do once its watermarks are acknowledged.
+#[derive(Debug)]
+struct Settle {
+    js: Context,
+    config: ProjectorConfig,
+    channel: String,
+    size: usize,
+    groups: HashMap<Sku, Vec<Delivered>>,
+    order: Vec<Sku>,
+    latest: Vec<InventoryEvent>,
+    span: tracing::Span,
+}
+
+impl Settle {
+    /// Returns the SKUs whose watermark write failed.
+    async fn run(self, pushed: Pushed) -> Vec<Sku> {
+        let (outcomes, failed) = pushed.settle().await;
+        let Settle {
+            js,
+            config,
+            channel,
+            size,
+            groups,
+            order,
+            latest,
+            span,
+        } = self;
         let mut pushed = 0;
         let mut tally = Tally::default();
         let mut acks: Vec<(&Message, AckKind)> = Vec::with_capacity(size);
@@ -241,7 +346,7 @@ impl Projector {
                     retry_after,
                     reason,
                 } => {
-                    let delay = self.config.retry_delay(d.delivered, *retry_after);
+                    let delay = config.retry_delay(d.delivered, *retry_after);
                     tally.add(Outcome::Retried, 1);
                     tally.add(Outcome::Coalesced, others);
                     tracing::info!(parent: &span, sku = %sku, version = event.stock.version, delivered = d.delivered, ?delay, %reason, "transient failure; redelivering later");
@@ -256,7 +361,7 @@ impl Projector {
                         original_sequence: d.sequence,
                         payload: &d.message.payload,
                     };
-                    match dlq::publish(&self.js, &letter).await {
+                    match dlq::publish(&js, &letter).await {
                         Ok(()) => {
                             tally.add(Outcome::DeadLettered, 1);
                             tally.add(Outcome::Coalesced, others);
@@ -265,7 +370,7 @@ impl Projector {
                         }
                         Err(err) => {
                             tracing::error!(parent: &span, error = %err, sku = %sku, "could not record a dead letter; redelivering");
-                            let later = AckKind::Nak(Some(self.config.retry_base));
+                            let later = AckKind::Nak(Some(config.retry_base));
                             (later, later)
                         }
                     }
@@ -278,8 +383,11 @@ impl Projector {
         futures::future::join_all(acks.into_iter().map(|(m, kind)| ack(m, kind))).await;
         tally.record(&channel);
         metrics::batch(&channel, size, pushed);
+        failed
     }
+}
 
+impl Projector {
     /// Dead-letter an undecodable message, then term it; nak it if the DLQ is unreachable.
     async fn poison(&self, message: Message, sequence: u64, reason: String) {
         let channel = &self.applier.channel_name;
@@ -304,20 +412,48 @@ impl Projector {
         }
     }
 
-    /// The newest valid event in the stream for this SKU.
-    async fn stream_latest(&self, sku: &Sku) -> Option<InventoryEvent> {
-        let stream = self
+    /// The newest valid event in the stream for each SKU (`None`: none there), looked up
+    /// concurrently; an error says the lookup failed.
+    async fn stream_latest(
+        &self,
+        skus: Vec<Sku>,
+    ) -> HashMap<Sku, Result<Option<InventoryEvent>, String>> {
+        if skus.is_empty() {
+            return HashMap::new();
+        }
+        let stream = match self
             .js
             .get_stream(onhand_streams::names::INVENTORY_STREAM)
             .await
-            .ok()?;
-        let message = stream
-            .direct_get_last_for_subject(sku.subject())
+        {
+            Ok(stream) => stream,
+            Err(err) => {
+                let reason = format!("stream info: {err}");
+                return skus.into_iter().map(|s| (s, Err(reason.clone()))).collect();
+            }
+        };
+        futures::stream::iter(skus)
+            .map(|sku| {
+                let stream = stream.clone();
+                async move {
+                    let found = match stream.direct_get_last_for_subject(sku.subject()).await {
+                        Ok(message) => {
+                            Ok(decode_event(&message.payload).ok().filter(|e| e.sku == sku))
+                        }
+                        Err(e)
+                            if e.kind()
+                                == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
+                        {
+                            Ok(None)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    (sku, found)
+                }
+            })
+            .buffer_unordered(32)
+            .collect()
             .await
-            .ok()?;
-        decode_event(&message.payload)
-            .ok()
-            .filter(|e| e.sku == *sku)
     }
 }
 

@@ -14,6 +14,10 @@ use time::OffsetDateTime;
 
 /// Concurrent KV requests per batch.
 const CONCURRENCY: usize = 64;
+/// Watermark writes published and not yet acknowledged, at most, per batch. async-nats
+/// holds a permit per unacknowledged publish (5,000 per context by default) and blocks the
+/// next publish when they run out, so two batches in flight must stay under that.
+const WINDOW: usize = 2_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watermark {
@@ -21,6 +25,18 @@ pub struct Watermark {
     pub qty: i64,
     #[serde(with = "time::serde::rfc3339")]
     pub pushed_at: OffsetDateTime,
+}
+
+/// What the bucket holds: the watermark, and whether it is only an intent — written before
+/// a push that jumped ahead of the consumer (a redelivered SKU brought up to the stream's
+/// newest event), so that if the process dies mid-push no older version is pushed after it.
+/// An intent's own version is pushed again; anything older is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    #[serde(flatten)]
+    pub mark: Watermark,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +63,45 @@ pub enum WatermarkError {
     },
 }
 
+type Published = Result<async_nats::jetstream::context::PublishAckFuture, String>;
+
+/// Watermark writes published and not yet acknowledged by the stream.
+#[derive(Debug, Default)]
+pub struct PendingMarks {
+    /// Settled already (the window was full), in publish order.
+    done: Vec<(Sku, Result<(), WatermarkError>)>,
+    pending: std::collections::VecDeque<(Sku, String, Published)>,
+}
+
+async fn settle_one(
+    (sku, key, published): (Sku, String, Published),
+) -> (Sku, Result<(), WatermarkError>) {
+    let result = match published {
+        Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    (
+        sku,
+        result.map_err(|reason| WatermarkError::Write { key, reason }),
+    )
+}
+
+impl PendingMarks {
+    /// Wait for every acknowledgement; one result per watermark, in publish order.
+    pub async fn settle(self) -> Vec<(Sku, Result<(), WatermarkError>)> {
+        let mut out = self.done;
+        out.extend(futures::future::join_all(self.pending.into_iter().map(settle_one)).await);
+        out
+    }
+}
+
 /// One channel's watermarks.
 #[derive(Debug)]
 pub struct Watermarks {
     channel: String,
     js: async_nats::jetstream::Context,
     kv: Store,
-    cache: HashMap<Sku, Option<Watermark>>,
+    cache: HashMap<Sku, Option<Stored>>,
 }
 
 impl Watermarks {
@@ -78,7 +126,7 @@ impl Watermarks {
             .filter(|s| !self.cache.contains_key(**s))
             .map(|s| (*s).clone())
             .collect();
-        let found: Vec<(Sku, Option<Watermark>)> = futures::stream::iter(missing)
+        let found: Vec<(Sku, Option<Stored>)> = futures::stream::iter(missing)
             .map(|sku| {
                 let kv = self.kv.clone();
                 let key = Self::key(&self.channel, &sku);
@@ -95,14 +143,14 @@ impl Watermarks {
         kv: Store,
         key: String,
         sku: Sku,
-    ) -> Result<(Sku, Option<Watermark>), WatermarkError> {
+    ) -> Result<(Sku, Option<Stored>), WatermarkError> {
         let entry = kv.get(&key).await.map_err(|source| WatermarkError::Read {
             key: key.clone(),
             source,
         })?;
         let mark = match entry {
             None => None,
-            Some(bytes) => match serde_json::from_slice::<Watermark>(&bytes) {
+            Some(bytes) => match serde_json::from_slice::<Stored>(&bytes) {
                 Ok(mark) => Some(mark),
                 Err(source) => {
                     let err = WatermarkError::Decode { key, source };
@@ -116,49 +164,74 @@ impl Watermarks {
 
     /// A loaded SKU's watermark.
     pub fn get(&self, sku: &Sku) -> Option<Watermark> {
+        self.cache.get(sku).copied().flatten().map(|s| s.mark)
+    }
+
+    /// A loaded SKU's watermark, with whether it is an intent.
+    pub fn stored(&self, sku: &Sku) -> Option<Stored> {
         self.cache.get(sku).copied().flatten()
     }
 
     /// Write watermarks (after the channel confirmed them); one result per item, in order.
-    /// Every put is published before any acknowledgement is awaited (a KV put is a publish
-    /// to `$KV.<bucket>.<key>`), so a batch costs one round trip, not one per SKU.
     pub async fn store(&mut self, marks: Vec<(Sku, Watermark)>) -> Vec<Result<(), WatermarkError>> {
-        let mut pending = Vec::with_capacity(marks.len());
+        let settled = self.publish(marks).await.settle().await;
+        self.forget(
+            settled
+                .iter()
+                .filter_map(|(sku, r)| r.is_err().then_some(sku)),
+        );
+        settled.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Publish watermarks without waiting for the stream's acknowledgements (a KV put is a
+    /// publish to `$KV.<bucket>.<key>`, so a batch costs one round trip, not one per SKU).
+    /// The cache holds them at once; whoever settles the result must [`forget`](Self::forget)
+    /// the SKUs whose write failed. Publishes from one connection are stored in order, so a
+    /// later batch's watermark for the same SKU lands after this one.
+    pub async fn publish(&mut self, marks: Vec<(Sku, Watermark)>) -> PendingMarks {
+        self.publish_stored(marks, false).await
+    }
+
+    /// Publish intents (see [`Stored`]); the caller settles them before pushing.
+    pub async fn publish_intents(&mut self, marks: Vec<(Sku, Watermark)>) -> PendingMarks {
+        self.publish_stored(marks, true).await
+    }
+
+    async fn publish_stored(
+        &mut self,
+        marks: Vec<(Sku, Watermark)>,
+        pending_: bool,
+    ) -> PendingMarks {
+        let mut pending = PendingMarks::default();
         for (sku, mark) in marks {
+            if pending.pending.len() >= WINDOW
+                && let Some(oldest) = pending.pending.pop_front()
+            {
+                pending.done.push(settle_one(oldest).await);
+            }
             let key = Self::key(&self.channel, &sku);
+            let stored = Stored {
+                mark,
+                pending: pending_,
+            };
             let value =
-                serde_json::to_vec(&mark).expect("invariant: a watermark always serializes");
+                serde_json::to_vec(&stored).expect("invariant: a watermark always serializes");
             let published = self
                 .js
-                .publish(format!("$KV.{}.{key}", WATERMARKS_BUCKET), value.into())
-                .await;
-            pending.push((sku, mark, key, published));
+                .publish(format!("$KV.{WATERMARKS_BUCKET}.{key}"), value.into())
+                .await
+                .map_err(|e| e.to_string());
+            self.cache.insert(sku.clone(), Some(stored));
+            pending.pending.push_back((sku, key, published));
         }
-        let mut results = Vec::with_capacity(pending.len());
-        let acks = futures::future::join_all(pending.into_iter().map(
-            |(sku, mark, key, published)| async move {
-                let result = match published {
-                    Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                (sku, mark, key, result)
-            },
-        ))
-        .await;
-        for (sku, mark, key, result) in acks {
-            match result {
-                Ok(()) => {
-                    self.cache.insert(sku, Some(mark));
-                    results.push(Ok(()));
-                }
-                Err(reason) => {
-                    // Unknown whether it landed: read it again next time.
-                    self.cache.remove(&sku);
-                    results.push(Err(WatermarkError::Write { key, reason }));
-                }
-            }
+        pending
+    }
+
+    /// Drop these SKUs from the cache (their watermark write failed: read it again next time).
+    pub fn forget<'a>(&mut self, skus: impl IntoIterator<Item = &'a Sku>) {
+        for sku in skus {
+            self.cache.remove(sku);
         }
-        results
     }
 
     /// Forget the cache (after the consumer was recreated, another process may have reset
@@ -199,4 +272,39 @@ pub async fn reset(
         .await
         .map_err(|e| purge(e.into()))?;
     Ok(response.purged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_confirmed_watermark_is_the_contracts_three_fields_and_an_intent_adds_pending() {
+        let mark = Watermark {
+            version: 7,
+            qty: 21,
+            pushed_at: time::macros::datetime!(2026-11-27 04:00 UTC),
+        };
+        let confirmed = serde_json::to_value(Stored {
+            mark,
+            pending: false,
+        })
+        .expect("json");
+        assert_eq!(
+            confirmed,
+            serde_json::json!({"version": 7, "qty": 21, "pushed_at": "2026-11-27T04:00:00Z"})
+        );
+        let intent = serde_json::to_vec(&Stored {
+            mark,
+            pending: true,
+        })
+        .expect("json");
+        let read: Stored = serde_json::from_slice(&intent).expect("stored");
+        assert!(read.pending);
+        // Readers of the plain contract (the reconciler) still decode an intent.
+        let plain: Watermark = serde_json::from_slice(&intent).expect("watermark");
+        assert_eq!(plain, mark);
+        let old: Stored = serde_json::from_value(confirmed).expect("stored");
+        assert!(!old.pending);
+    }
 }
