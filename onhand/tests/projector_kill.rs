@@ -198,3 +198,112 @@ async fn sigkilled_projector_converges_without_going_back() {
         SKUS * VERSIONS as usize
     );
 }
+
+/// A free loopback port (bound, then released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_projector_cleanly_after_its_batch() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    onhand_streams::ensure(&js, &onhand_streams::Definitions::embedded())
+        .await
+        .expect("streams");
+    let app = onhand_sandbox::build("127.0.0.1:0".parse().expect("addr"), 3)
+        .await
+        .expect("sandbox");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let sandbox = app.sandbox();
+    let stop_sandbox = CancellationToken::new();
+    tokio::spawn(app.run(stop_sandbox.clone()));
+    sandbox
+        .channel(Sandboxed::Shopify)
+        .seed_item("term-1", 0, None);
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("projector.log");
+    let mut child = {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_onhand"));
+        command
+            .args(["projector", "--channel", "shopify"])
+            .env("NATS_URL", nats.url())
+            .env(
+                "ONHAND_CHANNEL__SHOPIFY__BASE_URL",
+                format!("{base}/shopify"),
+            )
+            .env("ONHAND_CHANNEL__SHOPIFY__TOKEN", "shpat_test")
+            .env(
+                "ONHAND_CHANNEL__SHOPIFY__LOCATION_ID",
+                onhand_sandbox::shopify::LOCATION_ID,
+            )
+            .env("ONHAND_PROJECTOR__LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"));
+        command.spawn().expect("spawn")
+    };
+    let http = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(20),
+        "the projector is ready",
+        || async {
+            http.get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(drop)
+        },
+    )
+    .await;
+    let e = event("term-1", 1);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(HEADER_MSG_ID, e.event_id.to_string().as_str());
+    js.publish_with_headers(e.subject(), headers, e.to_json().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("puback");
+    eventually(Duration::from_secs(10), "the event is applied", || async {
+        (sandbox
+            .channel(Sandboxed::Shopify)
+            .items
+            .get("term-1")
+            .map(onhand_sandbox::state::Item::latest)
+            == Some(quantity(1)))
+        .then_some(())
+    })
+    .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exited = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the projector did not exit within 30 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop_sandbox.cancel();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(exited.success(), "exit status {exited}\n{text}");
+    assert!(text.contains("projector stopped"), "{text}");
+    // The event's message was acked before the exit: nothing left for a successor.
+    let (pending, _) = onhand_projector::consumer::sample(&js, "shopify")
+        .await
+        .expect("sample");
+    assert_eq!(pending, 0);
+}
