@@ -11,8 +11,9 @@ use crate::api::{ApiRequest, ApiResponse};
 use crate::limiter::RateLimiter;
 use crate::push::ChannelKind;
 
-/// How the channel authenticates us. The secret never reaches a log or a Debug print.
-#[derive(Debug, Clone)]
+/// How the channel authenticates us. The secret never reaches a log or a Debug print (nor
+/// does the WooCommerce consumer key, which is half of the credential).
+#[derive(Clone)]
 pub enum Auth {
     None,
     /// A static header: `X-Shopify-Access-Token`, `X-Auth-Token`, `x-amz-access-token`,
@@ -26,6 +27,24 @@ pub enum Auth {
         user: String,
         password: SecretString,
     },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Header { name, .. } => f
+                .debug_struct("Header")
+                .field("name", name)
+                .field("value", &"[REDACTED]")
+                .finish(),
+            Self::Basic { .. } => f
+                .debug_struct("Basic")
+                .field("user", &"[REDACTED]")
+                .field("password", &"[REDACTED]")
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,5 +178,27 @@ impl Transport {
             headers,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_holds_no_credential() {
+        let basic = Auth::Basic {
+            user: "ck_live_1234".to_owned(),
+            password: SecretString::from("cs_live_5678".to_owned()),
+        };
+        let header = Auth::Header {
+            name: HeaderName::from_static("x-auth-token"),
+            value: SecretString::from("tok_9999".to_owned()),
+        };
+        let printed = format!("{basic:?} {header:?}");
+        for secret in ["ck_live_1234", "cs_live_5678", "tok_9999"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("x-auth-token"), "{printed}");
     }
 }
