@@ -280,6 +280,7 @@ impl<'a> Pass<'a> {
             }
         };
         let mark = |sku: &Sku| entries.get(sku).and_then(|e| e.mark);
+        let pending = |sku: &Sku| entries.get(sku).is_some_and(|e| e.pending);
         let mut verdicts: Vec<(Verdict, Why)> = candidates
             .iter()
             .map(|c| {
@@ -289,6 +290,7 @@ impl<'a> Pass<'a> {
                     expected: c.expected,
                     channel: c.channel,
                     watermark: watermark.as_ref(),
+                    pending: pending(&c.sku.sku),
                 };
                 classify(&seen, settled_before)
             })

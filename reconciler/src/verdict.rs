@@ -5,8 +5,9 @@
 //! The rules, and why they never call a SKU `drift` that is only late:
 //! - the channel shows the expected quantity: `match`, whatever the watermark says;
 //! - it shows another one and the projector has not confirmed this ledger version
-//!   (no watermark, or a watermark of another version: behind, or the ledger moved on
-//!   while the run read it): `in_flight`;
+//!   (no watermark, an intent — a push written down before it went out, not confirmed —
+//!   or a watermark of another version: behind, or the ledger moved on while the run read
+//!   it): `in_flight`;
 //! - the projector confirmed this version, but inside the settle window before the read
 //!   (asynchronous channels apply writes later: Amazon, BigCommerce): `in_flight`;
 //! - the projector confirmed this version before that window, and the ledger still had
@@ -56,6 +57,8 @@ pub enum Why {
     Equal,
     /// No watermark: the projector never confirmed a push of this SKU.
     NeverPushed,
+    /// The watermark is an intent: the push of this version is not confirmed yet.
+    Pending { version: i64 },
     /// The projector's newest confirmed push is of an older version.
     Behind { watermark: i64 },
     /// The ledger moved past the version compared while the run read it.
@@ -83,6 +86,9 @@ impl std::fmt::Display for Why {
         match self {
             Self::Equal => f.write_str("shows the expected quantity"),
             Self::NeverPushed => f.write_str("no watermark: never pushed by the projector"),
+            Self::Pending { version } => {
+                write!(f, "the projector's push of v{version} is not confirmed yet")
+            }
             Self::Behind { watermark } => {
                 write!(
                     f,
@@ -115,6 +121,8 @@ pub struct Seen<'a> {
     pub channel: Option<i64>,
     /// The projector's watermark, read after the channel.
     pub watermark: Option<&'a Watermark>,
+    /// The watermark is an intent (written before a push, not confirmed).
+    pub pending: bool,
 }
 
 /// The verdict on a SKU the ledger knows. `settled_before`: a push confirmed before this
@@ -126,6 +134,9 @@ pub fn classify(seen: &Seen<'_>, settled_before: OffsetDateTime) -> (Verdict, Wh
     match (seen.channel, seen.watermark) {
         (Some(shown), _) if shown == seen.expected => (Verdict::Match, Why::Equal),
         (Some(_), None) => (Verdict::InFlight, Why::NeverPushed),
+        (Some(_), Some(w)) if seen.pending => {
+            (Verdict::InFlight, Why::Pending { version: w.version })
+        }
         (Some(_), Some(w)) if w.version < seen.version => (
             Verdict::InFlight,
             Why::Behind {
@@ -188,6 +199,7 @@ mod tests {
             expected: 10,
             channel,
             watermark,
+            pending: false,
         }
     }
 
@@ -222,6 +234,15 @@ mod tests {
         assert_eq!(
             verdict(seen(Some(9), Some(&mark(7, 10, old)))),
             Verdict::Drift
+        );
+        // An intent is not a confirmation, however old.
+        let intent = mark(7, 10, old);
+        assert_eq!(
+            verdict(Seen {
+                pending: true,
+                ..seen(Some(9), Some(&intent))
+            }),
+            Verdict::InFlight
         );
         // Not listed: missing, unless a push is still settling.
         assert_eq!(verdict(seen(None, None)), Verdict::Missing);

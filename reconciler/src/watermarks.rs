@@ -1,14 +1,16 @@
 //! The projector's watermarks (KV `onhand_watermarks`, key `<channel>.<token>`, value
 //! `{version, qty, pushed_at}`; [`onhand_projector::watermark`]), read with their KV
 //! revision, and written by a repair only as a compare-and-set on that revision: a repair
-//! never replaces a watermark it did not read, so it never hides a newer push.
+//! never replaces a watermark it did not read, so it never hides a newer push. A value with
+//! `"pending": true` is the projector's intent, written before a push it has not confirmed
+//! (yet): it says which version is on its way, not that the channel has it.
 
 use std::collections::HashMap;
 
 use async_nats::jetstream::kv::{Operation, Store, UpdateErrorKind};
 use futures::{StreamExt as _, TryStreamExt as _};
 use onhand_common::Sku;
-use onhand_projector::watermark::{Watermark, Watermarks};
+use onhand_projector::watermark::{Stored, Watermark, Watermarks};
 
 /// KV reads in flight at once.
 const CONCURRENCY: usize = 64;
@@ -17,6 +19,8 @@ const CONCURRENCY: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Entry {
     pub mark: Option<Watermark>,
+    /// The mark is an intent: the push of its version is not confirmed.
+    pub pending: bool,
     pub revision: Option<u64>,
 }
 
@@ -87,6 +91,7 @@ impl WatermarkStore {
         revision: Option<u64>,
     ) -> Result<Written, WatermarkError> {
         let key = Watermarks::key(&self.channel, sku);
+        // A confirmed watermark: the contract's three fields, no `pending`.
         let value = serde_json::to_vec(mark).expect("invariant: a watermark always serializes");
         // Revision 0: "no value on this key yet" to the server.
         match self
@@ -105,9 +110,9 @@ fn decode(entry: Option<async_nats::jetstream::kv::Entry>) -> Entry {
     let Some(entry) = entry else {
         return Entry::default();
     };
-    let mark = match entry.operation {
-        Operation::Put => match serde_json::from_slice::<Watermark>(&entry.value) {
-            Ok(mark) => Some(mark),
+    let stored = match entry.operation {
+        Operation::Put => match serde_json::from_slice::<Stored>(&entry.value) {
+            Ok(stored) => Some(stored),
             Err(e) => {
                 tracing::warn!(key = %entry.key, error = %e, "ignoring an undecodable watermark");
                 None
@@ -116,7 +121,8 @@ fn decode(entry: Option<async_nats::jetstream::kv::Entry>) -> Entry {
         Operation::Delete | Operation::Purge => None,
     };
     Entry {
-        mark,
+        mark: stored.map(|s| s.mark),
+        pending: stored.is_some_and(|s| s.pending),
         revision: Some(entry.revision),
     }
 }
