@@ -12,7 +12,7 @@ use crate::bigcommerce::BigCommerceApi;
 use crate::config::{ChannelSettings, Connection, RateSetting};
 use crate::ebay::{Ebay, EbayConfig};
 use crate::http_channel::{HttpChannel, ReadError};
-use crate::limiter::RateLimiter;
+use crate::limiter::{RateLimit, RateLimiter};
 use crate::push::{ChannelKind, Listed, Push, PushOutcome};
 use crate::shopify::Shopify;
 use crate::storefront_kv::{BUCKET, StorefrontError, StorefrontKv};
@@ -271,10 +271,15 @@ fn http<A: ChannelApi>(
     base_url: &str,
     auth: Auth,
 ) -> Result<HttpChannel<A>, TransportError> {
+    let share = settings.rate_share.clamp(0.01, 1.0);
+    let scaled = |limit: RateLimit| RateLimit {
+        capacity: (limit.capacity * share).max(1.0),
+        refill_per_sec: limit.refill_per_sec * share,
+    };
     let limiter = match settings.rate {
-        RateSetting::Documented => RateLimiter::new(api.default_rate_limit()),
+        RateSetting::Documented => RateLimiter::new(api.default_rate_limit().map(scaled)),
         RateSetting::Off => RateLimiter::unlimited(),
-        RateSetting::Custom(limit) => RateLimiter::new(Some(limit)),
+        RateSetting::Custom(limit) => RateLimiter::new(Some(scaled(limit))),
     };
     let transport = Transport::new(api.kind(), base_url, auth, settings.timeout, limiter)?;
     Ok(HttpChannel::new(api, transport))

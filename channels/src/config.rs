@@ -116,6 +116,10 @@ pub struct ChannelSettings {
     pub connection: Connection,
     pub policy: ChannelPolicy,
     pub rate: RateSetting,
+    /// The share of the rate limit this process takes (1.0: all of it). A second process on
+    /// the same account (the reconciler next to the projector) takes a part, so together
+    /// they stay inside the channel's quota.
+    pub rate_share: f64,
     pub timeout: Duration,
 }
 
@@ -467,6 +471,7 @@ impl Settings {
             connection,
             policy,
             rate,
+            rate_share: 1.0,
             timeout,
         })
     }

@@ -9,6 +9,9 @@ use onhand_common::ConfigError;
 use onhand_common::config::{env_or, env_secret};
 use secrecy::SecretString;
 
+/// Default share of a channel's rate limit the reconciler takes.
+pub const DEFAULT_RATE_SHARE: f64 = 0.25;
+
 /// Default drift-rate threshold: above it the run exits 3 (DESIGN.md §7: 0.1 %).
 pub const DEFAULT_THRESHOLD: f64 = 0.001;
 
@@ -29,6 +32,9 @@ pub struct ReconcileConfig {
     pub report_rows: usize,
     /// Pushgateway base URL (`ONHAND_PUSHGATEWAY_URL`); no push when unset.
     pub pushgateway_url: Option<String>,
+    /// The share of each channel's rate limit the read-back may use, so a run over a large
+    /// catalogue leaves the projector the rest (`ONHAND_RECONCILE__RATE_SHARE`, 0 < x ≤ 1).
+    pub rate_share: f64,
 }
 
 impl ReconcileConfig {
@@ -42,6 +48,7 @@ impl ReconcileConfig {
             page_size: 2_000,
             report_rows: 1_000,
             pushgateway_url: None,
+            rate_share: DEFAULT_RATE_SHARE,
         }
     }
 
@@ -67,6 +74,7 @@ impl ReconcileConfig {
             settle: settle.map(Duration::from_secs),
             page_size: env_or(&var("PAGE_SIZE"), d.page_size)?,
             report_rows: env_or(&var("REPORT_ROWS"), d.report_rows)?,
+            rate_share: env_or(&var("RATE_SHARE"), d.rate_share)?,
             pushgateway_url: std::env::var("ONHAND_PUSHGATEWAY_URL")
                 .ok()
                 .map(|u| u.trim().trim_end_matches('/').to_owned())
@@ -79,6 +87,12 @@ impl ReconcileConfig {
 
     /// Ranges, naming the variable at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.rate_share > 0.0 && self.rate_share <= 1.0) {
+            return Err(ConfigError::invalid(
+                "ONHAND_RECONCILE__RATE_SHARE",
+                "must be above 0 and at most 1 (0.25: a quarter of the channel's rate limit)",
+            ));
+        }
         if !(0.0..=1.0).contains(&self.threshold) {
             return Err(ConfigError::invalid(
                 "ONHAND_RECONCILE__DRIFT_THRESHOLD",

@@ -147,7 +147,10 @@ impl Reconciler {
             settle,
             self.config.report_rows,
         );
-        let (read_mode, result) = match Channel::connect(settings, Some(&self.js)).await {
+        // The read-back takes its share of the channel's quota; the projector keeps the rest.
+        let mut shared = settings.clone();
+        shared.rate_share = self.config.rate_share;
+        let (read_mode, result) = match Channel::connect(&shared, Some(&self.js)).await {
             Err(e) => (
                 ReadMode::Listing,
                 Err(Stop::all(format!("connecting the channel: {}", chain(&e)))),

@@ -139,3 +139,29 @@ async fn storefront_kv_without_nats_is_a_clear_error() {
         .expect_err("needs NATS");
     assert!(err.to_string().contains("NATS"), "{err}");
 }
+
+#[tokio::test]
+async fn a_rate_share_takes_that_part_of_the_limit() {
+    use onhand_channels::ChannelApi as _;
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .ok();
+    let mut s = settings(
+        "amazon",
+        &[
+            ("BASE_URL", "http://127.0.0.1:9/amazon".into()),
+            ("TOKEN", "Atza|x".into()),
+            ("SELLER_ID", "A3SELLER".into()),
+            ("MARKETPLACE_ID", "ATVPDKIKX0DER".into()),
+        ],
+    );
+    s.rate_share = 0.5;
+    let channel = Channel::connect(&s, None).await.expect("connects");
+    let Channel::Amazon(http) = &channel else {
+        panic!("an amazon channel");
+    };
+    let documented = http.api().default_rate_limit().expect("amazon has a limit");
+    let limit = http.transport().limiter.limit().expect("limited");
+    assert_eq!(limit.refill_per_sec, documented.refill_per_sec * 0.5);
+    assert_eq!(limit.capacity, (documented.capacity * 0.5).max(1.0));
+}
