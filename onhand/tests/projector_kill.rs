@@ -281,6 +281,36 @@ async fn sigterm_stops_the_projector_cleanly_after_its_batch() {
         .then_some(())
     })
     .await;
+    // What an operator scrapes: the outcome counters, lag and pending, the adapter's calls.
+    let wanted = [
+        r#"onhand_projector_events_total{channel="shopify",outcome="applied"} 1"#,
+        r#"onhand_projector_event_lag_seconds{channel="shopify"} 0"#,
+        r#"onhand_projector_pending{channel="shopify"} 0"#,
+        "onhand_projection_latency_seconds_bucket",
+        r#"onhand_channel_requests_total{channel="shopify""#,
+    ];
+    eventually(
+        Duration::from_secs(10),
+        "the metrics show the event",
+        || async {
+            let text = http
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            wanted.iter().all(|w| text.contains(w)).then_some(())
+        },
+    )
+    .await;
+    let health = http
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert!(health.status().is_success());
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
