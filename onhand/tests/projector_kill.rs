@@ -78,6 +78,29 @@ fn spawn_projector(nats: &NatsServer, sandbox: &str, log: &std::path::Path) -> C
         .expect("spawn onhand projector")
 }
 
+/// A child process killed when the test ends, however it ends (a failed assertion too).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// The projector's log lines about one SKU (and its starts), for a failure message.
 fn about(log: &std::path::Path, sku: &str) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -111,7 +134,7 @@ async fn sigkilled_projector_converges_without_going_back() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("projector.log");
-    let mut child = spawn_projector(&nats, &base, &log);
+    let mut child = Reaped(spawn_projector(&nats, &base, &log));
 
     // The ledger's side: 50k events, versions in order per SKU, paced over ~10 s.
     let publisher = {
@@ -149,7 +172,7 @@ async fn sigkilled_projector_converges_without_going_back() {
         tokio::time::sleep(wait).await;
         child.kill().expect("SIGKILL the projector");
         child.wait().expect("reap");
-        child = spawn_projector(&nats, &base, &log);
+        child = Reaped(spawn_projector(&nats, &base, &log));
     }
     publisher.await.expect("publisher");
 
@@ -247,7 +270,7 @@ async fn sigterm_stops_the_projector_cleanly_after_its_batch() {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"));
-        command.spawn().expect("spawn")
+        Reaped(command.spawn().expect("spawn"))
     };
     let http = reqwest::Client::new();
     eventually(
