@@ -118,7 +118,7 @@ impl Drop for Sandbox {
     }
 }
 
-/// Channel settings pointing at the sandbox (the projector tests' settings).
+/// Channel settings pointing at the sandbox.
 fn settings(
     kind: Sandboxed,
     base: &str,
@@ -129,18 +129,9 @@ fn settings(
     if !limits {
         pairs.push(("RATE_LIMIT", "off".into()));
     }
-    match kind {
-        Sandboxed::Shopify => {
-            pairs.push(("TOKEN", "shpat_bench".into()));
-            pairs.push(("LOCATION_ID", onhand_sandbox::shopify::LOCATION_ID.into()));
-        }
-        Sandboxed::Webhook => pairs.push(("SECRET", onhand_sandbox::webhook::SECRET.into())),
-        other => bail!("the projector benchmark drives shopify or webhook, not {other:?}"),
-    }
-    let prefix = format!("ONHAND_CHANNEL__{}__", name.to_ascii_uppercase());
-    Ok(onhand_channels::ChannelSettings::from_vars(
-        name,
-        pairs.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)),
+    pairs.extend(onhand_sandbox::credentials::adapter_settings(kind));
+    Ok(onhand_channels::ChannelSettings::from_settings(
+        name, pairs,
     )?)
 }
 

@@ -306,38 +306,8 @@ fn channel_env(kind: ChannelKind, base: &str) -> Vec<(String, String)> {
         ("BASE_URL", format!("{base}/{name}")),
         ("RATE_LIMIT", "off".to_owned()),
     ];
-    match kind {
-        ChannelKind::Shopify => {
-            pairs.push(("TOKEN", "shpat_bench".to_owned()));
-            pairs.push((
-                "LOCATION_ID",
-                onhand_sandbox::shopify::LOCATION_ID.to_owned(),
-            ));
-        }
-        ChannelKind::Amazon => {
-            pairs.push(("TOKEN", "Atza|bench".to_owned()));
-            pairs.push(("SELLER_ID", "A3SELLER".to_owned()));
-            pairs.push(("MARKETPLACE_ID", "ATVPDKIKX0DER".to_owned()));
-        }
-        ChannelKind::Ebay => pairs.push(("TOKEN", "v^1.1#bench".to_owned())),
-        ChannelKind::Woocommerce => {
-            pairs.push((
-                "CONSUMER_KEY",
-                onhand_sandbox::woocommerce::CONSUMER_KEY.to_owned(),
-            ));
-            pairs.push((
-                "CONSUMER_SECRET",
-                onhand_sandbox::woocommerce::CONSUMER_SECRET.to_owned(),
-            ));
-        }
-        ChannelKind::Bigcommerce => {
-            pairs.push(("TOKEN", "bc-bench".to_owned()));
-            pairs.push(("STORE_HASH", "abc123".to_owned()));
-        }
-        ChannelKind::Webhook => {
-            pairs.push(("SECRET", onhand_sandbox::webhook::SECRET.to_owned()));
-        }
-        ChannelKind::StorefrontKv => {}
+    if let Some(sandboxed) = onhand_sandbox::Channel::parse(name) {
+        pairs.extend(onhand_sandbox::credentials::adapter_settings(sandboxed));
     }
     pairs
         .into_iter()

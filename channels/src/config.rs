@@ -151,6 +151,21 @@ impl ChannelSettings {
         Self::from_vars(name, vars)
     }
 
+    /// Channel `name` from its settings without the variable prefix (`("BASE_URL", …)`),
+    /// as code that builds a channel itself (tests, benchmarks) has them.
+    pub fn from_settings<K: AsRef<str>>(
+        name: &str,
+        settings: impl IntoIterator<Item = (K, String)>,
+    ) -> Result<Self, ConfigError> {
+        let prefix = format!("{CHANNEL_ENV_PREFIX}{}__", name.to_ascii_uppercase());
+        Self::from_vars(
+            name,
+            settings
+                .into_iter()
+                .map(|(k, v)| (format!("{prefix}{}", k.as_ref()), v)),
+        )
+    }
+
     /// Reads channel `name` from `vars` (other channels' and other variables are ignored,
     /// but every `ONHAND_CHANNEL__` variable is validated).
     pub fn from_vars(

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod app;
 pub mod bucket;
+pub mod credentials;
 pub mod gate;
 pub mod state;
 

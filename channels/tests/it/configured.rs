@@ -10,14 +10,7 @@ use crate::support::{TestSandbox, push};
 type Case = (Sandboxed, ChannelKind, Vec<(&'static str, String)>);
 
 fn settings(name: &str, pairs: &[(&str, String)]) -> ChannelSettings {
-    let prefix = format!("ONHAND_CHANNEL__{}__", name.to_ascii_uppercase());
-    ChannelSettings::from_vars(
-        name,
-        pairs
-            .iter()
-            .map(|(k, v)| (format!("{prefix}{k}"), v.clone())),
-    )
-    .expect("valid settings")
+    ChannelSettings::from_settings(name, pairs.iter().cloned()).expect("valid settings")
 }
 
 #[tokio::test]

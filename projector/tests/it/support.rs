@@ -85,33 +85,7 @@ impl Harness {
         let name = kind.as_str();
         let base = format!("{}/{}", self.sandbox_base, name);
         let mut pairs: Vec<(&str, String)> = vec![("BASE_URL", base), ("RATE_LIMIT", "off".into())];
-        match kind {
-            Sandboxed::Shopify => {
-                pairs.push(("TOKEN", "shpat_test".into()));
-                pairs.push(("LOCATION_ID", onhand_sandbox::shopify::LOCATION_ID.into()));
-            }
-            Sandboxed::Amazon => {
-                pairs.push(("TOKEN", "Atza|test".into()));
-                pairs.push(("SELLER_ID", "A3SELLER".into()));
-                pairs.push(("MARKETPLACE_ID", "ATVPDKIKX0DER".into()));
-            }
-            Sandboxed::Ebay => pairs.push(("TOKEN", "v^1.1#test".into())),
-            Sandboxed::Woocommerce => {
-                pairs.push((
-                    "CONSUMER_KEY",
-                    onhand_sandbox::woocommerce::CONSUMER_KEY.into(),
-                ));
-                pairs.push((
-                    "CONSUMER_SECRET",
-                    onhand_sandbox::woocommerce::CONSUMER_SECRET.into(),
-                ));
-            }
-            Sandboxed::Bigcommerce => {
-                pairs.push(("TOKEN", "bc-test".into()));
-                pairs.push(("STORE_HASH", "abc123".into()));
-            }
-            Sandboxed::Webhook => pairs.push(("SECRET", onhand_sandbox::webhook::SECRET.into())),
-        }
+        pairs.extend(onhand_sandbox::credentials::adapter_settings(kind));
         for (k, v) in extra {
             pairs.retain(|(key, _)| key != k);
             pairs.push((k, (*v).to_owned()));
@@ -213,14 +187,7 @@ impl Harness {
 }
 
 pub fn settings_from(name: &str, pairs: &[(&str, String)]) -> ChannelSettings {
-    let prefix = format!("ONHAND_CHANNEL__{}__", name.to_ascii_uppercase());
-    ChannelSettings::from_vars(
-        name,
-        pairs
-            .iter()
-            .map(|(k, v)| (format!("{prefix}{k}"), v.clone())),
-    )
-    .expect("valid settings")
+    ChannelSettings::from_settings(name, pairs.iter().cloned()).expect("valid settings")
 }
 
 /// A quick projector for tests: small batches, short linger, short ack wait.
