@@ -48,34 +48,83 @@ fn quantity(version: i64) -> i64 {
     version * 3
 }
 
-fn spawn_projector(nats: &NatsServer, sandbox: &str, log: &std::path::Path) -> Child {
+/// `onhand projector --channel shopify` against this run's nats-server and sandbox, its
+/// output into `log`; callers add the projector settings their test needs.
+fn projector_command(world: &World, log: &std::path::Path) -> Command {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_onhand"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_onhand"));
+    command
         .args(["projector", "--channel", "shopify"])
-        .env("NATS_URL", nats.url())
+        .env("NATS_URL", world.nats.url())
         .env(
             "ONHAND_CHANNEL__SHOPIFY__BASE_URL",
-            format!("{sandbox}/shopify"),
+            format!("{}/shopify", world.base),
         )
-        .env("ONHAND_CHANNEL__SHOPIFY__TOKEN", "shpat_test")
-        .env(
-            "ONHAND_CHANNEL__SHOPIFY__LOCATION_ID",
-            onhand_sandbox::shopify::LOCATION_ID,
+        .envs(
+            onhand_sandbox::credentials::adapter_settings(Sandboxed::Shopify)
+                .into_iter()
+                .map(|(k, v)| (format!("ONHAND_CHANNEL__SHOPIFY__{k}"), v)),
         )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log);
+    command
+}
+
+fn spawn_projector(world: &World, log: &std::path::Path) -> Reaped {
+    let child = projector_command(world, log)
         .env("ONHAND_CHANNEL__SHOPIFY__RATE_LIMIT", "off")
         .env("ONHAND_PROJECTOR__LISTEN_ADDR", "127.0.0.1:0")
         .env("ONHAND_PROJECTOR__ACK_WAIT_SECS", "3")
         .env("ONHAND_PROJECTOR__MAX_BATCH", "1000")
         .env("RUST_LOG", "info,onhand_projector=debug")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("clone log"))
-        .stderr(log)
         .spawn()
-        .expect("spawn onhand projector")
+        .expect("spawn onhand projector");
+    Reaped(child)
+}
+
+/// A nats-server with the streams, and the sandbox, for one test.
+struct World {
+    nats: NatsServer,
+    js: async_nats::jetstream::Context,
+    base: String,
+    sandbox: std::sync::Arc<onhand_sandbox::Sandbox>,
+    stop_sandbox: CancellationToken,
+}
+
+impl World {
+    async fn start(seed: u64) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let nats = NatsServer::start().await;
+        let js = nats.jetstream().await;
+        onhand_streams::ensure(&js, &onhand_streams::Definitions::embedded())
+            .await
+            .expect("streams");
+        let app = onhand_sandbox::build("127.0.0.1:0".parse().expect("addr"), seed)
+            .await
+            .expect("sandbox");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let sandbox = app.sandbox();
+        let stop_sandbox = CancellationToken::new();
+        tokio::spawn(app.run(stop_sandbox.clone()));
+        Self {
+            nats,
+            js,
+            base,
+            sandbox,
+            stop_sandbox,
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop_sandbox.cancel();
+    }
 }
 
 /// A child process killed when the test ends, however it ends (a failed assertion too).
@@ -112,19 +161,8 @@ fn about(log: &std::path::Path, sku: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_projector_converges_without_going_back() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let nats = NatsServer::start().await;
-    let js = nats.jetstream().await;
-    onhand_streams::ensure(&js, &onhand_streams::Definitions::embedded())
-        .await
-        .expect("streams");
-    let app = onhand_sandbox::build("127.0.0.1:0".parse().expect("addr"), 11)
-        .await
-        .expect("sandbox");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let sandbox = app.sandbox();
-    let stop_sandbox = CancellationToken::new();
-    tokio::spawn(app.run(stop_sandbox.clone()));
+    let world = World::start(11).await;
+    let (js, sandbox) = (&world.js, &world.sandbox);
     let skus: Vec<String> = (0..SKUS).map(|i| format!("kill-{i:05}")).collect();
     {
         let mut shop = sandbox.channel(Sandboxed::Shopify);
@@ -134,7 +172,7 @@ async fn sigkilled_projector_converges_without_going_back() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("projector.log");
-    let mut child = Reaped(spawn_projector(&nats, &base, &log));
+    let mut child = spawn_projector(&world, &log);
 
     // The ledger's side: 50k events, versions in order per SKU, paced over ~10 s.
     let publisher = {
@@ -172,7 +210,7 @@ async fn sigkilled_projector_converges_without_going_back() {
         tokio::time::sleep(wait).await;
         child.kill().expect("SIGKILL the projector");
         child.wait().expect("reap");
-        child = Reaped(spawn_projector(&nats, &base, &log));
+        child = spawn_projector(&world, &log);
     }
     publisher.await.expect("publisher");
 
@@ -192,7 +230,6 @@ async fn sigkilled_projector_converges_without_going_back() {
     .await;
     child.kill().expect("stop the projector");
     child.wait().expect("reap");
-    stop_sandbox.cancel();
 
     let writes = sandbox.channel(Sandboxed::Shopify).writes.clone();
     let mut last: HashMap<&str, i64> = HashMap::new();
@@ -232,46 +269,21 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_projector_cleanly_after_its_batch() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let nats = NatsServer::start().await;
-    let js = nats.jetstream().await;
-    onhand_streams::ensure(&js, &onhand_streams::Definitions::embedded())
-        .await
-        .expect("streams");
-    let app = onhand_sandbox::build("127.0.0.1:0".parse().expect("addr"), 3)
-        .await
-        .expect("sandbox");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let sandbox = app.sandbox();
-    let stop_sandbox = CancellationToken::new();
-    tokio::spawn(app.run(stop_sandbox.clone()));
+    let world = World::start(3).await;
+    let (js, sandbox) = (&world.js, &world.sandbox);
     sandbox
         .channel(Sandboxed::Shopify)
         .seed_item("term-1", 0, None);
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("projector.log");
-    let mut child = {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_onhand"));
-        command
-            .args(["projector", "--channel", "shopify"])
-            .env("NATS_URL", nats.url())
-            .env(
-                "ONHAND_CHANNEL__SHOPIFY__BASE_URL",
-                format!("{base}/shopify"),
-            )
-            .env("ONHAND_CHANNEL__SHOPIFY__TOKEN", "shpat_test")
-            .env(
-                "ONHAND_CHANNEL__SHOPIFY__LOCATION_ID",
-                onhand_sandbox::shopify::LOCATION_ID,
-            )
+    let mut child = Reaped(
+        projector_command(&world, &log)
             .env("ONHAND_PROJECTOR__LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"));
-        Reaped(command.spawn().expect("spawn"))
-    };
+            .spawn()
+            .expect("spawn"),
+    );
     let http = reqwest::Client::new();
     eventually(
         Duration::from_secs(20),
@@ -350,12 +362,11 @@ async fn sigterm_stops_the_projector_cleanly_after_its_batch() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    stop_sandbox.cancel();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(exited.success(), "exit status {exited}\n{text}");
     assert!(text.contains("projector stopped"), "{text}");
     // The event's message was acked before the exit: nothing left for a successor.
-    let (pending, _) = onhand_projector::consumer::sample(&js, "shopify")
+    let (pending, _) = onhand_projector::consumer::sample(js, "shopify")
         .await
         .expect("sample");
     assert_eq!(pending, 0);
