@@ -58,10 +58,6 @@ impl Projector {
         self.ready.clone()
     }
 
-    pub fn channel_name(&self) -> &str {
-        &self.applier.channel_name
-    }
-
     /// Consume until `shutdown`; reattach after any stream or server error. The batch in
     /// hand when `shutdown` fires is finished first.
     pub async fn run(mut self, shutdown: CancellationToken) {

@@ -172,17 +172,6 @@ impl Watermarks {
         self.cache.get(sku).copied().flatten()
     }
 
-    /// Write watermarks (after the channel confirmed them); one result per item, in order.
-    pub async fn store(&mut self, marks: Vec<(Sku, Watermark)>) -> Vec<Result<(), WatermarkError>> {
-        let settled = self.publish(marks).await.settle().await;
-        self.forget(
-            settled
-                .iter()
-                .filter_map(|(sku, r)| r.is_err().then_some(sku)),
-        );
-        settled.into_iter().map(|(_, r)| r).collect()
-    }
-
     /// Publish watermarks without waiting for the stream's acknowledgements (a KV put is a
     /// publish to `$KV.<bucket>.<key>`, so a batch costs one round trip, not one per SKU).
     /// The cache holds them at once; whoever settles the result must [`forget`](Self::forget)
@@ -239,15 +228,6 @@ impl Watermarks {
     pub fn clear_cache(&mut self) {
         self.cache.clear();
     }
-
-    /// Forget every watermark of this channel (rebuild).
-    pub async fn reset(
-        &mut self,
-        js: &async_nats::jetstream::Context,
-    ) -> Result<u64, WatermarkError> {
-        self.cache.clear();
-        reset(js, &self.channel).await
-    }
 }
 
 /// Purge every watermark of `channel` from the bucket.
@@ -260,15 +240,12 @@ pub async fn reset(
         source,
     };
     let stream = js
-        .get_stream(format!("KV_{}", onhand_streams::names::WATERMARKS_BUCKET))
+        .get_stream(format!("KV_{}", WATERMARKS_BUCKET))
         .await
         .map_err(|e| purge(e.into()))?;
     let response = stream
         .purge()
-        .filter(format!(
-            "$KV.{}.{channel}.>",
-            onhand_streams::names::WATERMARKS_BUCKET
-        ))
+        .filter(format!("$KV.{}.{channel}.>", WATERMARKS_BUCKET))
         .await
         .map_err(|e| purge(e.into()))?;
     Ok(response.purged)
