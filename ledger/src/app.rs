@@ -112,7 +112,7 @@ pub async fn build(
     let nats = async_nats::ConnectOptions::new()
         .name("onhand-ledger")
         .retry_on_initial_connect()
-        .connect(config.nats_url.as_str())
+        .connect(onhand_common::config::nats_servers(&config.nats_url))
         .await
         .map_err(StartupError::Nats)?;
     let listener = TcpListener::bind(config.listen_addr)

@@ -37,7 +37,7 @@ impl Target {
     ) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context)> {
         let client = async_nats::ConnectOptions::new()
             .name(format!("onhand-projector-{}", self.channel))
-            .connect(&self.nats_url)
+            .connect(onhand_common::config::nats_servers(&self.nats_url))
             .await
             .with_context(|| format!("connecting to NATS at {}", self.nats_url))?;
         let js = async_nats::jetstream::new(client.clone());

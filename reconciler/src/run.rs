@@ -82,7 +82,7 @@ impl Reconciler {
         onhand_ledger::app::MIGRATOR.run(&pool).await?;
         let client = async_nats::ConnectOptions::new()
             .name("onhand-reconciler")
-            .connect(&config.nats_url)
+            .connect(onhand_common::config::nats_servers(&config.nats_url))
             .await
             .map_err(|source| StartupError::Nats {
                 url: config.nats_url.clone(),
