@@ -73,7 +73,10 @@ pub fn env_secret(name: &str) -> Result<Option<SecretString>, ConfigError> {
 /// clients' convention; e.g. the nodes of a cluster, so a process that starts while one
 /// is down connects to another). Parts are trimmed; empty ones are dropped.
 pub fn nats_servers(url: &str) -> Vec<&str> {
-    url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// `Some(value)` when set and non-empty, `None` when unset or empty.
