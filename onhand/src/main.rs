@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret as _;
 
 mod ingest_cli;
+mod oversell_cli;
 mod projector_cli;
 mod reconcile_cli;
 mod sandbox_cli;
@@ -89,14 +90,26 @@ enum Top {
         #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
         nats_url: String,
     },
-    /// Simulated shoppers on several channels against the ledger's HTTP API.
-    Simulate(simulate_cli::SimulateArgs),
+    /// Simulations: shoppers against a running ledger, or the oversell model.
+    Simulate {
+        #[command(subcommand)]
+        command: SimulateCommand,
+    },
     /// A live per-channel summary scraped from the projectors' /metrics.
     #[command(name = "top")]
     Dashboard(top_cli::TopArgs),
     /// Compare channels' read-backs with the ledger's totals: drift report, history,
     /// --repair; exits 3 when drift is above the threshold, 4 when a read failed.
     Reconcile(reconcile_cli::ReconcileArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SimulateCommand {
+    /// Simulated shoppers on several channels against the ledger's HTTP API.
+    Shoppers(simulate_cli::SimulateArgs),
+    /// Oversells under a cron sync against event-driven sync, with and without
+    /// reservations: a deterministic model (docs/OVERSELL.md).
+    Oversell(oversell_cli::OversellArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,7 +321,12 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = onhand_common::shutdown::on_signal();
             storefront_cli::run(jetstream(&nats_url).await?, shutdown).await
         }
-        Top::Simulate(args) => simulate_cli::run(args, onhand_common::shutdown::on_signal()).await,
+        Top::Simulate {
+            command: SimulateCommand::Shoppers(args),
+        } => simulate_cli::run(args, onhand_common::shutdown::on_signal()).await,
+        Top::Simulate {
+            command: SimulateCommand::Oversell(args),
+        } => oversell_cli::run(args),
         Top::Dashboard(args) => top_cli::run(args, onhand_common::shutdown::on_signal()).await,
         Top::Reconcile(args) => {
             let code = reconcile_cli::run(args).await?;

@@ -1,7 +1,7 @@
-//! `onhand simulate`: simulated shoppers against the ledger's HTTP API, for demos and soak
-//! runs. At `--rate` calls per second it plays a mix of channels: on storefront channels a
-//! shopper reserves a cart that is checked out and ordered, abandoned (released) or left to
-//! expire; on marketplaces (`--marketplaces`) the sale arrives as an order with no
+//! `onhand simulate shoppers`: simulated shoppers against the ledger's HTTP API, for demos
+//! and soak runs. At `--rate` calls per second it plays a mix of channels: on storefront
+//! channels a shopper reserves a cart that is checked out and ordered, abandoned (released)
+//! or left to expire; on marketplaces (`--marketplaces`) the sale arrives as an order with no
 //! reservation. Orders are shipped (sometimes in two parcels) or cancelled, and the WMS
 //! restocks a SKU whenever its availability runs low, so stock never runs out for good.
 //! Order ids are `<channel>-<run>-<n>` and each order carries its channel.
