@@ -1,0 +1,394 @@
+//! What the harness reads from the system: Prometheus text from /metrics (sampled in the
+//! background by [`Monitor`]), JetStream stream and consumer state, the outbox, each
+//! channel's listing against the ledger's `explain`, the DLQ and `onhand reconcile`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures::StreamExt as _;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::world::{READ_TOKEN, World};
+
+pub const LAG_METRIC: &str = "onhand_projector_event_lag_seconds";
+
+/// The sum of the samples of `name` (with `label="value"` when given) in Prometheus text;
+/// `None` when there is no such sample.
+pub fn metric(text: &str, name: &str, label: Option<(&str, &str)>) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (base, labels) = match series.split_once('{') {
+            Some((base, labels)) => (base, labels),
+            None => (series, ""),
+        };
+        if base != name {
+            continue;
+        }
+        if let Some((k, v)) = label
+            && !labels.contains(&format!("{k}=\"{v}\""))
+        {
+            continue;
+        }
+        if let Ok(v) = value.parse::<f64>() {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+pub async fn scrape(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let response = http.get(format!("{base}/metrics")).send().await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{base}/metrics: {}",
+        response.status()
+    );
+    Ok(response.text().await?)
+}
+
+/// One lag sample of one channel.
+#[derive(Debug, Clone)]
+pub struct LagSample {
+    pub at: Instant,
+    pub channel: String,
+    pub lag: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct Samples {
+    /// The newest lag per channel.
+    pub lag: BTreeMap<String, f64>,
+    /// The newest outbox backlog.
+    pub backlog: Option<f64>,
+    pub timeline: Vec<LagSample>,
+}
+
+impl Samples {
+    /// The highest lag of `channel` sampled since `since`.
+    pub fn max_lag_since(&self, channel: &str, since: Instant) -> f64 {
+        self.timeline
+            .iter()
+            .filter(|s| s.at >= since && s.channel == channel)
+            .map(|s| s.lag)
+            .fold(0.0, f64::max)
+    }
+}
+
+/// Scrapes every projector's lag and the ledger's outbox backlog twice a second.
+#[derive(Debug)]
+pub struct Monitor {
+    pub samples: Arc<Mutex<Samples>>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Monitor {
+    pub fn start(world: &World) -> Monitor {
+        let samples = Arc::new(Mutex::new(Samples::default()));
+        let stop = CancellationToken::new();
+        let http = world.http.clone();
+        let ledger = world.ledger_url.clone();
+        let projectors: Vec<(String, String)> = world
+            .projectors
+            .iter()
+            .map(|p| (p.channel.as_str().to_owned(), p.url.clone()))
+            .collect();
+        let task = tokio::spawn({
+            let samples = samples.clone();
+            let stop = stop.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    for (channel, url) in &projectors {
+                        if let Ok(text) = scrape(&http, url).await
+                            && let Some(lag) = metric(&text, LAG_METRIC, Some(("channel", channel)))
+                        {
+                            let mut s = samples.lock().await;
+                            s.lag.insert(channel.clone(), lag);
+                            s.timeline.push(LagSample {
+                                at: Instant::now(),
+                                channel: channel.clone(),
+                                lag,
+                            });
+                        }
+                    }
+                    let backlog = scrape(&http, &ledger)
+                        .await
+                        .ok()
+                        .and_then(|t| metric(&t, "onhand_outbox_backlog", None));
+                    samples.lock().await.backlog = backlog;
+                }
+            }
+        });
+        Monitor {
+            samples,
+            stop,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        if let Err(err) = self.task.await {
+            say!("the monitor task failed: {err}");
+        }
+    }
+}
+
+/// JetStream: the INVENTORY stream and the projectors' consumers.
+#[derive(Debug, Clone, Default)]
+pub struct StreamStats {
+    pub messages: u64,
+    pub last_seq: u64,
+    pub leader: Option<String>,
+    pub replicas: usize,
+    pub consumers: BTreeMap<String, ConsumerStats>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerStats {
+    /// Deliveries, first ones and redeliveries (the consumer sequence).
+    pub deliveries: u64,
+    /// The stream sequence of the last message delivered.
+    pub delivered_stream_seq: u64,
+    pub ack_floor_stream_seq: u64,
+    pub pending: u64,
+    pub ack_pending: usize,
+    pub replicas: usize,
+}
+
+pub async fn jetstream(urls: &str) -> anyhow::Result<async_nats::jetstream::Context> {
+    let servers: Vec<&str> = urls.split(',').collect();
+    let client = async_nats::ConnectOptions::new()
+        .name("onhand-chaos")
+        .connect(servers)
+        .await
+        .with_context(|| format!("connecting to {urls}"))?;
+    Ok(async_nats::jetstream::new(client))
+}
+
+pub async fn stream_stats(
+    js: &async_nats::jetstream::Context,
+    channels: &[&str],
+) -> anyhow::Result<StreamStats> {
+    let mut stream = js
+        .get_stream("INVENTORY")
+        .await
+        .map_err(|e| anyhow::anyhow!("INVENTORY stream: {e}"))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("INVENTORY stream info: {e}"))?;
+    let mut stats = StreamStats {
+        messages: info.state.messages,
+        last_seq: info.state.last_sequence,
+        leader: info.cluster.as_ref().and_then(|c| c.leader.clone()),
+        replicas: info.config.num_replicas,
+        consumers: BTreeMap::new(),
+    };
+    for channel in channels {
+        let name = format!("projector-{channel}");
+        let c = stream
+            .consumer_info(&name)
+            .await
+            .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
+        stats.consumers.insert(
+            (*channel).to_owned(),
+            ConsumerStats {
+                deliveries: c.delivered.consumer_sequence,
+                delivered_stream_seq: c.delivered.stream_sequence,
+                ack_floor_stream_seq: c.ack_floor.stream_sequence,
+                pending: c.num_pending,
+                ack_pending: c.num_ack_pending,
+                replicas: c.config.num_replicas,
+            },
+        );
+    }
+    Ok(stats)
+}
+
+/// (rows, rows not yet published) in the ledger's outbox: every event it produced.
+pub async fn outbox(database_url: &str) -> anyhow::Result<(i64, i64)> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(database_url).await?;
+    let counts: (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE published_at IS NULL) FROM outbox")
+            .fetch_one(&mut conn)
+            .await?;
+    conn.close().await?;
+    Ok(counts)
+}
+
+#[derive(Debug, Deserialize)]
+struct Listing {
+    items: Vec<ListedItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListedItem {
+    sku: String,
+    latest: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Explained {
+    version: i64,
+    quantity: i64,
+}
+
+/// Every channel against the ledger: `Ok(n)` with the number of (channel, SKU) pairs
+/// compared when each channel lists exactly what the ledger's `explain` computes for its
+/// policy; `Err` naming the first differences otherwise.
+pub async fn compare_channels(world: &World) -> anyhow::Result<usize> {
+    let mut differences = Vec::new();
+    let mut compared = 0;
+    for p in &world.projectors {
+        let channel = p.channel.as_str();
+        let listing: Listing = world
+            .http
+            .get(format!("{}/admin/{channel}/items", world.sandbox_url))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let listed: BTreeMap<String, i64> = listing
+            .items
+            .into_iter()
+            .map(|i| (i.sku, i.latest))
+            .collect();
+        let explained: Vec<anyhow::Result<(String, Explained)>> =
+            futures::stream::iter(world.skus.iter())
+                .map(|sku| async move {
+                    let e: Explained = world
+                        .http
+                        .get(format!(
+                            "{}/v1/stock/{sku}/explain?channel={channel}",
+                            world.ledger_url
+                        ))
+                        .bearer_auth(READ_TOKEN)
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .json()
+                        .await?;
+                    Ok((sku.clone(), e))
+                })
+                .buffer_unordered(8)
+                .collect()
+                .await;
+        for result in explained {
+            let (sku, e) = result?;
+            compared += 1;
+            match listed.get(&sku) {
+                Some(&q) if q == e.quantity => {}
+                got => differences.push(format!(
+                    "{channel} lists {} for {sku}, the ledger's policy says {} (version {})",
+                    got.map_or("nothing".to_owned(), i64::to_string),
+                    e.quantity,
+                    e.version
+                )),
+            }
+        }
+    }
+    if differences.is_empty() {
+        Ok(compared)
+    } else {
+        let n = differences.len();
+        differences.truncate(5);
+        bail!("{n} differences, e.g.\n  {}", differences.join("\n  "))
+    }
+}
+
+/// Dead letters of `channel`, from `onhand dlq list --json`.
+pub async fn dead_letters(world: &World, channel: &str) -> anyhow::Result<usize> {
+    let out = world
+        .onhand()
+        .args(["dlq", "list", "--json", "--channel", channel])
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!(
+            "onhand dlq list --channel {channel} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let letters: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).context("parsing onhand dlq list --json")?;
+    Ok(letters.len())
+}
+
+/// One channel's result from `onhand reconcile`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Reconciled {
+    pub channel: String,
+    pub counts: ReconcileCounts,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReconcileCounts {
+    pub compared: u64,
+    #[serde(rename = "match")]
+    pub matched: u64,
+    pub in_flight: u64,
+    pub drift: u64,
+    pub missing: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReconcileRun {
+    pub exit_code: i32,
+    pub seconds: f64,
+    pub channels: Vec<Reconciled>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReconcileReport {
+    channels: Vec<Reconciled>,
+}
+
+/// `onhand reconcile --all --settle-secs <settle>`, its exit code and per-channel counts.
+pub async fn reconcile(world: &World, settle_secs: u64) -> anyhow::Result<ReconcileRun> {
+    let report = world.dir.join("reconcile-report.json");
+    let started = Instant::now();
+    let out = world
+        .onhand()
+        .args([
+            "reconcile",
+            "--all",
+            "--settle-secs",
+            &settle_secs.to_string(),
+            "--report",
+        ])
+        .arg(&report)
+        .output()
+        .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let exit_code = out.status.code().unwrap_or(-1);
+    let parsed: ReconcileReport =
+        serde_json::from_slice(&std::fs::read(&report).with_context(|| {
+            format!(
+                "onhand reconcile wrote no report (exit {exit_code}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?)
+        .context("parsing the reconcile report")?;
+    std::fs::remove_file(&report)?;
+    Ok(ReconcileRun {
+        exit_code,
+        seconds,
+        channels: parsed.channels,
+    })
+}
