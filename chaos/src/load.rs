@@ -108,7 +108,7 @@ pub async fn seed(
     Ok(())
 }
 
-async fn post(
+pub async fn post(
     http: &reqwest::Client,
     ledger: &str,
     path: &str,

@@ -27,6 +27,7 @@ mod pg;
 mod procs;
 mod report;
 mod scenarios;
+mod verdict;
 mod world;
 
 #[derive(Debug, Parser)]

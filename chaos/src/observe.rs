@@ -86,6 +86,7 @@ impl Samples {
 #[derive(Debug)]
 pub struct Monitor {
     pub samples: Arc<Mutex<Samples>>,
+    origin: Instant,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -134,9 +135,21 @@ impl Monitor {
         });
         Monitor {
             samples,
+            origin: Instant::now(),
             stop,
             task,
         }
+    }
+
+    /// Every lag sample as CSV (`seconds,channel,lag_seconds`), for a look after the run.
+    pub async fn write_timeline(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        let samples = self.samples.lock().await;
+        let mut csv = String::from("seconds,channel,lag_seconds\n");
+        for s in &samples.timeline {
+            let at = s.at.saturating_duration_since(self.origin).as_secs_f64();
+            csv.push_str(&format!("{at:.1},{},{:.2}\n", s.channel, s.lag));
+        }
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))
     }
 
     pub async fn stop(self) {
@@ -159,6 +172,8 @@ pub struct StreamStats {
 
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerStats {
+    /// Seconds since the oldest event not yet acknowledged was published; 0 when none.
+    pub oldest_unacked_secs: f64,
     /// Deliveries, first ones and redeliveries (the consumer sequence).
     pub deliveries: u64,
     /// The stream sequence of the last message delivered.
@@ -204,9 +219,27 @@ pub async fn stream_stats(
             .consumer_info(&name)
             .await
             .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
+        // The age of the oldest event not yet acknowledged, as the projector computes its
+        // lag metric, read fresh here (the projector's gauge keeps its last value while
+        // it cannot sample).
+        let oldest_unacked_secs = if c.num_pending + c.num_ack_pending as u64 == 0 {
+            0.0
+        } else {
+            let oldest = stream
+                .direct_get_next_for_subject(
+                    "inventory.sku.>",
+                    Some(c.ack_floor.stream_sequence + 1),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("the oldest unacknowledged event of {name}: {e}"))?;
+            (time::OffsetDateTime::now_utc() - oldest.time)
+                .as_seconds_f64()
+                .max(0.0)
+        };
         stats.consumers.insert(
             (*channel).to_owned(),
             ConsumerStats {
+                oldest_unacked_secs,
                 deliveries: c.delivered.consumer_sequence,
                 delivered_stream_seq: c.delivered.stream_sequence,
                 ack_floor_stream_seq: c.ack_floor.stream_sequence,
@@ -229,6 +262,33 @@ pub async fn outbox(database_url: &str) -> anyhow::Result<(i64, i64)> {
             .await?;
     conn.close().await?;
     Ok(counts)
+}
+
+/// The newest outbox row of `subject`: its id.
+pub async fn newest_row(database_url: &str, subject: &str) -> anyhow::Result<Option<i64>> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(database_url).await?;
+    let id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM outbox WHERE subject = $1")
+        .bind(subject)
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(id)
+}
+
+/// The stream sequence of outbox row `id`, once the relay has published it.
+pub async fn published_seq(database_url: &str, id: i64) -> anyhow::Result<Option<i64>> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(database_url).await?;
+    let seq: Option<i64> = sqlx::query_scalar(
+        "SELECT stream_seq FROM outbox WHERE id = $1 AND published_at IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_optional(&mut conn)
+    .await?
+    .flatten();
+    conn.close().await?;
+    Ok(seq)
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::scenarios::{Outcome, Profile};
+use crate::scenarios::Profile;
+use crate::verdict::Outcome;
 
 /// Where and how the run happened.
 #[derive(Debug, Clone)]

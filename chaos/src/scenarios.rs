@@ -11,7 +11,8 @@ use async_nats::jetstream::Context;
 use serde_json::json;
 
 use crate::load::{self, Counts, Load};
-use crate::observe::{self, LAG_METRIC, Monitor, ReconcileRun, StreamStats};
+use crate::observe::{self, LAG_METRIC, Monitor, ReconcileRun};
+use crate::verdict::{self, Outcome, Totals};
 use crate::world::{CHANNELS, World};
 
 /// "Lag near zero": every projector's lag at most this.
@@ -20,9 +21,9 @@ const LAG_NEAR_ZERO_SECS: f64 = 2.0;
 /// load (a second or two of events).
 const BACKLOG_NEAR_ZERO: f64 = 100.0;
 /// The alert threshold (DESIGN.md §7).
-const LAG_ALERT_SECS: f64 = 60.0;
+pub const LAG_ALERT_SECS: f64 = 60.0;
 /// Longest wait for a recovery before the run fails.
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(180);
+pub const RECOVERY_TIMEOUT: Duration = Duration::from_secs(180);
 /// The channel taken down in scenario 4.
 pub const OUTAGE_CHANNEL: &str = "woocommerce";
 /// Units of each SKU per warehouse before the load starts.
@@ -54,7 +55,7 @@ impl Profile {
             cluster_down: Duration::from_secs(5),
             pg_down: Duration::from_secs(5),
             faulty_after: Duration::from_secs(10),
-            outage: Duration::from_secs(70),
+            outage: Duration::from_secs(75),
         }
     }
 
@@ -110,56 +111,7 @@ pub struct OutageResult {
     pub retried: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct ChannelTotals {
-    pub deliveries: u64,
-    pub redelivered: u64,
-    pub outcomes: BTreeMap<String, f64>,
-    pub dead_letters: usize,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Totals {
-    pub produced: i64,
-    pub unpublished: i64,
-    pub stream: StreamStats,
-    pub relay_published: f64,
-    pub relay_errors: f64,
-    pub load: Counts,
-    pub channels: BTreeMap<String, ChannelTotals>,
-    pub final_reconcile: Option<ReconcileRun>,
-    pub compared: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct Check {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub faults: Vec<FaultResult>,
-    pub outage: Option<OutageResult>,
-    pub totals: Totals,
-    pub checks: Vec<Check>,
-}
-
-impl Outcome {
-    fn check(&mut self, name: &str, ok: bool, detail: String) {
-        if !ok {
-            say!("CHECK FAILED: {name}: {detail}");
-        }
-        self.checks.push(Check {
-            name: name.to_owned(),
-            ok,
-            detail,
-        });
-    }
-}
-
-fn channel_names() -> Vec<&'static str> {
+pub fn channel_names() -> Vec<&'static str> {
     CHANNELS.iter().map(|c| c.as_str()).collect()
 }
 
@@ -208,6 +160,12 @@ async fn not_caught_up(
         if pending as f64 > BACKLOG_NEAR_ZERO {
             return Some(format!("{channel}: {pending} messages pending"));
         }
+        if c.oldest_unacked_secs > LAG_NEAR_ZERO_SECS {
+            return Some(format!(
+                "{channel}: its oldest unacknowledged event is {:.1} s old",
+                c.oldest_unacked_secs
+            ));
+        }
     }
     for p in &world.projectors {
         let channel = p.channel.as_str();
@@ -224,7 +182,7 @@ async fn not_caught_up(
 }
 
 /// Polls [`not_caught_up`] until it clears; the time it took.
-async fn wait_caught_up(
+pub async fn wait_caught_up(
     world: &mut World,
     js: &Context,
     skip_node: Option<usize>,
@@ -247,7 +205,102 @@ async fn wait_caught_up(
     )
 }
 
-async fn relay_counter(world: &World, name: &str) -> f64 {
+/// An end-to-end probe: a receipt written after the fault must go through the ledger,
+/// Postgres, the relay and NATS, and be acknowledged by every projector (pushed to its
+/// channel or found unchanged). Retries the write until the ledger takes it.
+async fn probe(world: &mut World, js: &Context, deadline: Instant) -> anyhow::Result<()> {
+    let sku = world.skus[0].clone();
+    let subject = format!("inventory.sku.{sku}");
+    let body = json!({"sku": sku, "warehouse": crate::world::WAREHOUSES[0], "qty": 1, "reference": "chaos-probe"});
+    let mut last = String::new();
+    let row = loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "probe: the ledger took no write ({last})"
+        );
+        world.ensure_running()?;
+        match load::post(
+            &world.http,
+            &world.ledger_url,
+            "/v1/receipts",
+            crate::world::WMS_TOKEN,
+            &body,
+        )
+        .await
+        {
+            Ok(r) if r.status().is_success() => {
+                match observe::newest_row(&world.pg.url(), &subject).await {
+                    Ok(Some(id)) => break id,
+                    Ok(None) => bail!("probe: no outbox row for {subject} after a receipt"),
+                    Err(err) => last = format!("{err:#}"),
+                }
+            }
+            Ok(r) => last = format!("HTTP {}", r.status()),
+            Err(err) => last = format!("{err}"),
+        }
+        tokio::time::sleep(crate::procs::POLL_INTERVAL).await;
+    };
+    let seq = loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "probe: outbox row {row} not published ({last})"
+        );
+        match observe::published_seq(&world.pg.url(), row).await {
+            Ok(Some(seq)) => break seq as u64,
+            Ok(None) => last = "not yet".to_owned(),
+            Err(err) => last = format!("{err:#}"),
+        }
+        tokio::time::sleep(crate::procs::POLL_INTERVAL).await;
+    };
+    loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "probe: stream sequence {seq} not acknowledged by every projector ({last})"
+        );
+        match observe::stream_stats(js, &channel_names()).await {
+            Ok(stats)
+                if stats
+                    .consumers
+                    .values()
+                    .all(|c| c.ack_floor_stream_seq >= seq) =>
+            {
+                return Ok(());
+            }
+            Ok(stats) => {
+                last = format!(
+                    "ack floors {:?}",
+                    stats
+                        .consumers
+                        .iter()
+                        .map(|(k, c)| (k.clone(), c.ack_floor_stream_seq))
+                        .collect::<Vec<_>>()
+                )
+            }
+            Err(err) => last = format!("{err:#}"),
+        }
+        tokio::time::sleep(crate::procs::POLL_INTERVAL).await;
+    }
+}
+
+/// Recovered: a write made now reaches every channel ([`probe`]), and then the system is
+/// caught up ([`not_caught_up`]). The time it took.
+async fn recover(
+    world: &mut World,
+    js: &Context,
+    skip_node: Option<usize>,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    probe(world, js, started + timeout)
+        .await
+        .with_context(|| format!("{what}: not recovered; logs in {}", world.dir.display()))?;
+    let rest = timeout.saturating_sub(started.elapsed());
+    wait_caught_up(world, js, skip_node, rest, what).await?;
+    Ok(started.elapsed())
+}
+
+pub async fn relay_counter(world: &World, name: &str) -> f64 {
     observe::scrape(&world.http, &world.ledger_url)
         .await
         .ok()
@@ -290,7 +343,7 @@ async fn finish_fault(
     down: Duration,
     served_while_down: Option<Duration>,
 ) -> anyhow::Result<FaultResult> {
-    let after_restore = wait_caught_up(world, js, None, RECOVERY_TIMEOUT, name).await?;
+    let after_restore = recover(world, js, None, RECOVERY_TIMEOUT, name).await?;
     let recovery = b.at.elapsed();
     say!(
         "  recovered {:.1}s after the part came back ({:.1}s after the fault)",
@@ -363,7 +416,7 @@ async fn kill_one_node(
     );
     let b = before(world, load).await;
     world.cluster.kill(i).await?;
-    let served = wait_caught_up(
+    let served = recover(
         world,
         js,
         Some(i),
@@ -530,7 +583,7 @@ async fn channel_outage(
     set_knobs(world, OUTAGE_CHANNEL, faulty.clone()).await?;
     let restored = Instant::now();
     let outage_secs = (restored - started).as_secs_f64();
-    let (crossed, max_lag) = {
+    let (crossed, lag_at_restore) = {
         let samples = monitor.samples.lock().await;
         let crossed = samples
             .timeline
@@ -540,7 +593,7 @@ async fn channel_outage(
         (crossed, samples.max_lag_since(OUTAGE_CHANNEL, started))
     };
     say!(
-        "  {OUTAGE_CHANNEL} back after {outage_secs:.0}s; its lag peaked at {max_lag:.1}s{}",
+        "  {OUTAGE_CHANNEL} back after {outage_secs:.0}s; its lag reached {lag_at_restore:.1}s{}",
         crossed.map_or(" and never crossed 60 s".to_owned(), |c| format!(
             ", over 60 s from {c:.1}s into the outage"
         ))
@@ -562,8 +615,13 @@ async fn channel_outage(
             RECOVERY_TIMEOUT.as_secs()
         )
     })?;
+    let max_lag = monitor
+        .samples
+        .lock()
+        .await
+        .max_lag_since(OUTAGE_CHANNEL, started);
     say!(
-        "  {OUTAGE_CHANNEL}'s lag under 60 s {:.1}s after it came back",
+        "  {OUTAGE_CHANNEL}'s lag peaked at {max_lag:.1}s and was under 60 s {:.1}s after the channel came back",
         cleared.as_secs_f64()
     );
     hold_until(restored + profile.faulty_after).await;
@@ -671,217 +729,8 @@ pub async fn run(world: &mut World, profile: &Profile) -> anyhow::Result<Outcome
     outcome.outage = Some(channel_outage(world, &js, &monitor, profile).await?);
 
     let load_counts = load.stop().await;
+    monitor.write_timeline(&world.dir.join("lag.csv")).await?;
     monitor.stop().await;
-    say!("load stopped: {load_counts:?}; waiting for the system to drain");
-    let drained = Instant::now();
-    crate::procs::poll(RECOVERY_TIMEOUT, "the outbox to drain", || async {
-        observe::outbox(&world.pg.url())
-            .await
-            .ok()
-            .filter(|(_, unpublished)| *unpublished == 0)
-    })
-    .await?;
-    wait_caught_up(world, &js, None, RECOVERY_TIMEOUT, "drain").await?;
-    // Carts reserved just before the load stopped expire (their events follow); compare
-    // until every channel equals the ledger, or fail with the differences.
-    let mut last = String::new();
-    let mut compared = None;
-    while drained.elapsed() < RECOVERY_TIMEOUT {
-        match observe::compare_channels(world).await {
-            Ok(n) => {
-                compared = Some(n);
-                break;
-            }
-            Err(err) => last = format!("{err:#}"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    outcome.check(
-        "every channel lists the ledger's quantity",
-        compared.is_some(),
-        match compared {
-            Some(n) => format!("{n} (channel, SKU) pairs equal to GET /v1/stock/{{sku}}/explain, read through the sandbox admin API"),
-            None => last,
-        },
-    );
-    outcome.totals = totals(world, &js, load_counts).await?;
-    outcome.totals.compared = compared.unwrap_or(0);
-    let t = &outcome.totals;
-    let lost_or_doubled = t.stream.messages as i64 != t.produced;
-    let (produced, messages, unpublished) = (t.produced, t.stream.messages, t.unpublished);
-    outcome.check(
-        "every event produced is in the stream exactly once",
-        !lost_or_doubled && unpublished == 0,
-        format!(
-            "{produced} outbox rows ({unpublished} unpublished), {messages} INVENTORY messages"
-        ),
-    );
-    let delivered_all = outcome
-        .totals
-        .channels
-        .iter()
-        .map(|(c, ct)| {
-            (
-                c.clone(),
-                ct.deliveries,
-                outcome
-                    .totals
-                    .stream
-                    .consumers
-                    .get(c)
-                    .map_or(0, |s| s.ack_floor_stream_seq),
-            )
-        })
-        .collect::<Vec<_>>();
-    let last_seq = outcome.totals.stream.last_seq;
-    outcome.check(
-        "every consumer acknowledged the whole stream",
-        delivered_all.iter().all(|(_, _, floor)| *floor == last_seq),
-        format!(
-            "last sequence {last_seq}; ack floors {:?}",
-            delivered_all
-                .iter()
-                .map(|(c, _, f)| (c, f))
-                .collect::<Vec<_>>()
-        ),
-    );
-    let letters: Vec<(String, usize)> = outcome
-        .totals
-        .channels
-        .iter()
-        .map(|(c, ct)| (c.clone(), ct.dead_letters))
-        .collect();
-    outcome.check(
-        "no dead letters",
-        letters.iter().all(|(_, n)| *n == 0),
-        format!("onhand dlq list: {letters:?} (no fault injected here is permanent)"),
-    );
-    if let Some(r) = &outcome.totals.final_reconcile {
-        let clean = r.exit_code == 0
-            && r.channels.len() == CHANNELS.len()
-            && r.channels.iter().all(|c| {
-                c.counts.drift == 0
-                    && c.counts.missing == 0
-                    && c.counts.in_flight == 0
-                    && c.counts.compared == world.skus.len() as u64
-            });
-        outcome.check(
-            "onhand reconcile --all finds every SKU matching",
-            clean,
-            format!(
-                "exit {}; {}",
-                r.exit_code,
-                r.channels
-                    .iter()
-                    .map(|c| format!(
-                        "{}: {} compared, {} match, {} drift, {} in flight, {} missing",
-                        c.channel,
-                        c.counts.compared,
-                        c.counts.matched,
-                        c.counts.drift,
-                        c.counts.in_flight,
-                        c.counts.missing
-                    ))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        );
-    }
-    for f in &outcome.faults {
-        outcome.checks.push(Check {
-            name: format!("{}: onhand reconcile after recovery", f.name),
-            ok: f.reconcile.exit_code == 0,
-            detail: format!(
-                "exit {} (drift rate within the threshold)",
-                f.reconcile.exit_code
-            ),
-        });
-    }
-    if let Some(o) = outcome.outage.clone() {
-        outcome.check(
-            "outage: lag alert fired",
-            o.crossed_after_secs.is_some(),
-            format!(
-                "{} lag peaked at {:.1} s (threshold {LAG_ALERT_SECS} s)",
-                o.channel, o.max_lag
-            ),
-        );
-        outcome.check(
-            "outage: lag alert cleared by itself",
-            o.cleared_after_secs < RECOVERY_TIMEOUT.as_secs_f64(),
-            format!(
-                "under {LAG_ALERT_SECS} s {:.1} s after the channel came back",
-                o.cleared_after_secs
-            ),
-        );
-    }
-    outcome.check(
-        "the load saw only expected answers",
-        t_unexpected(&outcome.totals) == 0,
-        format!("{:?}", outcome.totals.load),
-    );
-    let all_running = world.ensure_running();
-    outcome.check(
-        "no service exited",
-        all_running.is_ok(),
-        all_running.err().map_or(
-            "ledger, sandbox and projectors ran throughout".to_owned(),
-            |e| format!("{e:#}"),
-        ),
-    );
+    verdict::final_checks(world, &js, &mut outcome, load_counts).await?;
     Ok(outcome)
-}
-
-fn t_unexpected(t: &Totals) -> u64 {
-    t.load.unexpected
-}
-
-async fn totals(world: &World, js: &Context, load: Counts) -> anyhow::Result<Totals> {
-    let (produced, unpublished) = observe::outbox(&world.pg.url()).await?;
-    let stream = observe::stream_stats(js, &channel_names()).await?;
-    let mut channels = BTreeMap::new();
-    for p in &world.projectors {
-        let channel = p.channel.as_str();
-        let text = observe::scrape(&world.http, &p.url).await?;
-        let outcomes = [
-            "applied",
-            "unchanged",
-            "coalesced",
-            "stale",
-            "retried",
-            "dead_lettered",
-            "poison",
-        ]
-        .into_iter()
-        .map(|o| {
-            (
-                o.to_owned(),
-                observe::metric(&text, "onhand_projector_events_total", Some(("outcome", o)))
-                    .unwrap_or(0.0),
-            )
-        })
-        .collect();
-        let c = stream.consumers.get(channel).cloned().unwrap_or_default();
-        channels.insert(
-            channel.to_owned(),
-            ChannelTotals {
-                deliveries: c.deliveries,
-                redelivered: c.deliveries.saturating_sub(c.delivered_stream_seq),
-                outcomes,
-                dead_letters: observe::dead_letters(world, channel).await?,
-            },
-        );
-    }
-    let final_reconcile = Some(observe::reconcile(world, 0).await?);
-    Ok(Totals {
-        produced,
-        unpublished,
-        stream,
-        relay_published: relay_counter(world, "onhand_outbox_published_total").await,
-        relay_errors: relay_counter(world, "onhand_outbox_relay_errors_total").await,
-        load,
-        channels,
-        final_reconcile,
-        compared: 0,
-    })
 }
