@@ -487,7 +487,7 @@ def check_operations(root: Path, onhand: Path, names: set[str], cat: envvars.Env
                 for cand in (w, w.split("=", 1)[-1]):
                     if cand.startswith(("k8s/", "./k8s/")) and not (root / cand).exists():
                         problem(f"docs/OPERATIONS.md: `{line}` names {cand}, which does not exist")
-                m = re.fullmatch(r"(deploy|deployment|cronjob|job|svc|service|secret|configmap)/([a-z0-9-]+)", w)
+                m = re.fullmatch(r"(?:--from=)?(deploy|deployment|cronjob|job|svc|service|secret|configmap)/([a-z0-9-]+)", w)
                 if m and not m.group(2) in names and not (m.group(1) == "secret" or m.group(1) == "job"):
                     problem(f"docs/OPERATIONS.md: `{line}` names {w}, which no overlay renders")
     if checked < 10:
