@@ -23,6 +23,10 @@ mod stream;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+/// Measured with the allocator the `onhand` binary ships with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "onhand-bench", about = "Load generator for the onhand ledger")]
 struct Cli {
@@ -95,6 +99,9 @@ enum ProjectorRun {
         channel: String,
         #[arg(long, value_enum, default_value = "zipf")]
         spread: projector::Spread,
+        /// The nats-server's pid, to count its CPU in each phase.
+        #[arg(long)]
+        nats_pid: Option<u32>,
     },
     /// B events for K SKUs within one second against Shopify's documented limits.
     Burst {
@@ -122,6 +129,9 @@ enum ProjectorRun {
         /// The projector process, for its resident memory.
         #[arg(long)]
         projector_pid: Option<u32>,
+        /// Also write every latency sample (ms, sorted) to this JSON file.
+        #[arg(long)]
+        samples_out: Option<std::path::PathBuf>,
     },
 }
 
@@ -292,10 +302,11 @@ async fn run_projector(args: ProjectorArgs) -> anyhow::Result<()> {
             skus,
             channel,
             spread,
+            nats_pid,
         } => {
             let channel = onhand_sandbox::Channel::parse(&channel)
                 .with_context(|| format!("unknown channel {channel:?}"))?;
-            print_json(&projector::throughput(&js, events, skus, spread, channel).await?)
+            print_json(&projector::throughput(&js, events, skus, spread, channel, nats_pid).await?)
         }
         ProjectorRun::Burst { events, skus } => {
             print_json(&projector::burst(&js, events, skus).await?)
@@ -309,6 +320,7 @@ async fn run_projector(args: ProjectorArgs) -> anyhow::Result<()> {
             duration_secs,
             skus,
             projector_pid,
+            samples_out,
         } => {
             let args = projector::PropagationArgs {
                 ledger_url,
@@ -319,6 +331,7 @@ async fn run_projector(args: ProjectorArgs) -> anyhow::Result<()> {
                 duration: std::time::Duration::from_secs(duration_secs),
                 skus,
                 projector_pid,
+                samples_out,
             };
             print_json(&projector::propagation(&js, &args).await?)
         }

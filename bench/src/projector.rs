@@ -169,9 +169,69 @@ pub struct ThroughputReport {
     pub projector_secs: f64,
     pub projector_events_per_sec: f64,
     pub ratio: f64,
+    /// CPU seconds each phase took: this process (the client, or the projector and the
+    /// in-process sandbox) and nats-server (when its pid is known). Steadier than wall time
+    /// on a shared machine.
+    pub raw_cpu: PhaseCpu,
+    pub projector_cpu: PhaseCpu,
+    /// Raw CPU ÷ projector CPU (both processes): the ratio's CPU-bound ceiling.
+    pub cpu_ratio: Option<f64>,
     /// Channel requests the sandbox answered, and SKU values written.
     pub channel_requests: u64,
     pub sku_writes: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PhaseCpu {
+    pub bench_secs: f64,
+    pub nats_secs: Option<f64>,
+}
+
+impl PhaseCpu {
+    fn total(&self) -> Option<f64> {
+        self.nats_secs.map(|n| n + self.bench_secs)
+    }
+}
+
+/// CPU seconds (user + system) `pid` (or `self`) has used so far, from /proc.
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) closed by ")": utime is the
+    // 12th, stime the 13th; both in clock ticks of 1/100 s on Linux.
+    let mut fields = stat.rsplit_once(") ")?.1.split(' ').skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// CPU of this process and of nats-server from here on.
+#[derive(Debug)]
+struct CpuMeter {
+    nats_pid: Option<String>,
+    bench: f64,
+    nats: Option<f64>,
+}
+
+impl CpuMeter {
+    fn start(nats_pid: Option<u32>) -> Self {
+        let nats_pid = nats_pid.map(|p| p.to_string());
+        Self {
+            bench: cpu_secs("self").unwrap_or(0.0),
+            nats: nats_pid.as_deref().and_then(cpu_secs),
+            nats_pid,
+        }
+    }
+
+    fn stop(&self) -> PhaseCpu {
+        let now = |pid: &str| cpu_secs(pid);
+        PhaseCpu {
+            bench_secs: round3(now("self").unwrap_or(0.0) - self.bench),
+            nats_secs: self
+                .nats
+                .zip(self.nats_pid.as_deref().and_then(now))
+                .map(|(before, after)| round3(after - before)),
+        }
+    }
 }
 
 /// How events spread over SKUs.
@@ -214,6 +274,7 @@ pub async fn throughput(
     skus: usize,
     how: Spread,
     channel: Sandboxed,
+    nats_pid: Option<u32>,
 ) -> anyhow::Result<ThroughputReport> {
     let names: Vec<String> = (0..skus).map(|i| format!("tp-{i:06}")).collect();
     let mut versions = vec![0i64; skus];
@@ -225,6 +286,11 @@ pub async fn throughput(
         })
         .collect();
     let distinct = versions.iter().filter(|v| **v > 0).count();
+    // The settings a deployed projector takes from ONHAND_PROJECTOR__* (defaults unless set).
+    let config = ProjectorConfig {
+        listen_addr: "127.0.0.1:0".parse().expect("addr"),
+        ..ProjectorConfig::from_env()?
+    };
     publish_all(js, &all).await?;
     let stream = js.get_stream(INVENTORY_STREAM).await?;
 
@@ -234,15 +300,17 @@ pub async fn throughput(
             durable_name: Some("bench-raw".to_owned()),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
-            max_ack_pending: 20_000,
+            max_ack_pending: config.max_ack_pending,
             filter_subject: "inventory.sku.>".to_owned(),
             ..PullConfig::default()
         })
         .await?;
+    let cpu = CpuMeter::start(nats_pid);
     let started = Instant::now();
+    // Pulled in requests of the projector's batch size.
     let mut messages = raw
         .stream()
-        .max_messages_per_batch(2_000)
+        .max_messages_per_batch(config.max_batch)
         .messages()
         .await?;
     let mut seen = 0;
@@ -261,19 +329,17 @@ pub async fn throughput(
     drop(messages);
     let raw_done = wait_drained(js, "bench-raw", Duration::from_secs(120)).await?;
     let raw_secs = (raw_done - started).as_secs_f64();
+    let raw_cpu = cpu.stop();
 
     // (b) one projector, the same events, an unthrottled sandbox.
     let sandbox = Sandbox::start().await?;
     sandbox.seed(channel, &names);
     let settings = settings(channel, &sandbox.base, false)?;
-    let config = ProjectorConfig {
-        listen_addr: "127.0.0.1:0".parse().expect("addr"),
-        ..ProjectorConfig::default()
-    };
     // Every event, not only each SKU's newest: the consumer starts at the stream's first.
     ops::rebuild(js, &settings.name, &config, RebuildFrom::Sequence(1)).await?;
     let projector = ops::projector(js, &settings, config).await?;
     let shutdown = CancellationToken::new();
+    let cpu = CpuMeter::start(nats_pid);
     let started = Instant::now();
     let task = tokio::spawn(projector.run(shutdown.clone()));
     let done = wait_drained(
@@ -283,6 +349,7 @@ pub async fn throughput(
     )
     .await?;
     let projector_secs = (done - started).as_secs_f64();
+    let projector_cpu = cpu.stop();
     shutdown.cancel();
     task.await.context("projector task")?;
     let (channel_requests, sku_writes) = {
@@ -311,6 +378,12 @@ pub async fn throughput(
         projector_secs: round3(projector_secs),
         projector_events_per_sec: round3(events as f64 / projector_secs),
         ratio: round3(raw_secs / projector_secs),
+        raw_cpu,
+        projector_cpu,
+        cpu_ratio: raw_cpu
+            .total()
+            .zip(projector_cpu.total())
+            .map(|(raw, projector)| round3(raw / projector)),
         channel_requests,
         sku_writes,
     })
@@ -464,6 +537,8 @@ pub struct PropagationArgs {
     pub duration: Duration,
     pub skus: usize,
     pub projector_pid: Option<u32>,
+    /// Where to write every latency sample (the oversell simulator's delay distribution).
+    pub samples_out: Option<std::path::PathBuf>,
 }
 
 pub async fn propagation(
@@ -617,6 +692,9 @@ pub async fn propagation(
         }
     }
     rss.sort_by(f64::total_cmp);
+    if let Some(path) = &args.samples_out {
+        write_samples(path, args.rate, duration_secs, &latencies)?;
+    }
     Ok(PropagationReport {
         rate: args.rate,
         duration_secs: round3(duration_secs),
@@ -630,6 +708,34 @@ pub async fn propagation(
             max: round3(rss[rss.len() - 1]),
         }),
     })
+}
+
+/// The propagation samples as `{"rate_per_s", "duration_secs", "events", "samples_ms"}`,
+/// sorted, in ms: the file `onhand simulate oversell` loads as its event-driven delays.
+fn write_samples(
+    path: &std::path::Path,
+    rate: f64,
+    duration_secs: f64,
+    latencies: &[Duration],
+) -> anyhow::Result<()> {
+    let mut samples: Vec<f64> = latencies
+        .iter()
+        .map(|d| round3(d.as_secs_f64() * 1000.0))
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    let doc = serde_json::json!({
+        "what": "projector propagation: ledger commit (event occurred_at) to the first sandbox write of its value, per event",
+        "command": "scripts/bench projector",
+        "rate_per_s": rate,
+        "duration_secs": round3(duration_secs),
+        "events": samples.len(),
+        "samples_ms": samples,
+    });
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, serde_json::to_vec(&doc)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn available(e: &InventoryEvent) -> i64 {

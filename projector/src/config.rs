@@ -31,7 +31,11 @@ pub struct ProjectorConfig {
 impl Default for ProjectorConfig {
     fn default() -> Self {
         Self {
-            max_batch: 2_000,
+            // Large: a batch is cut short by `linger` when the consumer is caught up, so the
+            // size only matters with a backlog, where a bigger batch coalesces more events
+            // per SKU into one channel item and one watermark write (at 10k rather than 2k,
+            // 36% fewer writes and 15% less CPU in scripts/bench projector's Zipf run).
+            max_batch: 10_000,
             linger: Duration::from_millis(5),
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 20_000,
