@@ -11,6 +11,7 @@ mod oversell_cli;
 mod projector_cli;
 mod reconcile_cli;
 mod sandbox_cli;
+mod service_name;
 mod simulate_cli;
 mod storefront_cli;
 mod tail;
@@ -208,7 +209,8 @@ async fn main() -> anyhow::Result<()> {
         .install_default()
         .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
     let cli = Cli::parse();
-    let _telemetry = onhand_common::telemetry::init("onhand").context("initialising telemetry")?;
+    let _telemetry = onhand_common::telemetry::init(&service_name::service_name(&cli.command))
+        .context("initialising telemetry")?;
     match cli.command {
         Top::Ledger { command: None } => run_ledger().await,
         Top::Ledger {
