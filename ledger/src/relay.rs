@@ -216,19 +216,23 @@ async fn publish(
     }
     let mut acked = Vec::with_capacity(rows.len());
     for wave in waves {
-        let sends = wave.iter().map(|row| async move {
-            let mut message = PublishMessage::build()
-                .payload(Bytes::from(row.payload.clone()))
-                .message_id(row.event_id.to_string())
-                .header(HEADER_EVENT_TYPE, row.event_type.as_str());
-            if let Some(tp) = &row.traceparent {
-                message = message.header(HEADER_TRACEPARENT, tp.as_str());
+        let sends = wave.iter().map(|row| {
+            let (span, traceparent) = publish_span(row);
+            async move {
+                let mut message = PublishMessage::build()
+                    .payload(Bytes::from(row.payload.clone()))
+                    .message_id(row.event_id.to_string())
+                    .header(HEADER_EVENT_TYPE, row.event_type.as_str());
+                if let Some(tp) = &traceparent {
+                    message = message.header(HEADER_TRACEPARENT, tp.as_str());
+                }
+                let ack = js.send_publish(row.subject.clone(), message).await?;
+                let ack = tokio::time::timeout(ack_timeout, ack)
+                    .await
+                    .map_err(|_| format!("no PubAck within {ack_timeout:?}"))??;
+                Ok::<_, async_nats::Error>((row.id, ack.sequence as i64))
             }
-            let ack = js.send_publish(row.subject.clone(), message).await?;
-            let ack = tokio::time::timeout(ack_timeout, ack)
-                .await
-                .map_err(|_| format!("no PubAck within {ack_timeout:?}"))??;
-            Ok::<_, async_nats::Error>((row.id, ack.sequence as i64))
+            .instrument(span)
         });
         let mut failure = None;
         for result in join_all(sends).await {
@@ -251,6 +255,24 @@ async fn publish(
         }
     }
     (acked, None)
+}
+
+/// A row written under a traced request gets a `publish_event` span in that request's trace,
+/// and its message carries that span's `traceparent` on to the projectors (the row's own
+/// when the span is switched off). An untraced row gets neither.
+fn publish_span(row: &Row) -> (tracing::Span, Option<String>) {
+    let Some(stored) = &row.traceparent else {
+        return (tracing::Span::none(), None);
+    };
+    let span =
+        tracing::info_span!("publish_event", event_id = %row.event_id, subject = %row.subject);
+    onhand_common::telemetry::set_parent_from_traceparent(&span, stored);
+    let own = if span.is_disabled() {
+        None
+    } else {
+        span.in_scope(onhand_common::telemetry::current_traceparent)
+    };
+    (span, Some(own.unwrap_or_else(|| stored.clone())))
 }
 
 async fn mark(conn: &mut PgConnection, acked: &[(i64, i64)]) -> Result<(), sqlx::Error> {

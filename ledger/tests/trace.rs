@@ -1,5 +1,6 @@
 //! Trace context: a caller's `traceparent` continues through the ledger request, is stored
-//! on the outbox row, and travels on the JetStream message.
+//! on the outbox row, and travels on the JetStream message (as the relay's publish span, a
+//! child of the stored one).
 //!
 //! Its own test binary: it installs an OpenTelemetry subscriber, and tracing caches each
 //! callsite's interest process-wide, so tests without a subscriber running alongside
@@ -55,5 +56,8 @@ async fn callers_traceparent_reaches_the_outbox_and_the_stream() {
         .2
         .get("traceparent")
         .map(|v| v.as_str().to_owned());
-    assert_eq!(header.as_deref(), Some(stored.as_str()));
+    let header = header.expect("the message carries a traceparent");
+    // The relay's publish span: a child of the request's, in the same trace.
+    assert!(header.starts_with(&format!("00-{TRACE_ID}-")), "{header}");
+    assert_ne!(header, stored, "the relay's own span, not the request's");
 }
