@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
 
 use onhand_common::Sku;
+use onhand_common::telemetry::TraceContext;
 use reqwest::header::HeaderName;
 
 use crate::amazon::AmazonApi;
@@ -173,7 +174,18 @@ impl Channel {
 
     /// Push every quantity; one outcome per push, in order.
     pub async fn push(&self, pushes: &[Push]) -> Vec<PushOutcome> {
-        each_http!(self, ch => ch.push(pushes).await, kv => kv.push(pushes).await)
+        self.push_traced(pushes, &[]).await
+    }
+
+    /// [`Channel::push`], each push continuing the trace in `traces` at its index (none
+    /// past the end): an HTTP channel's requests for a group of pushes continue the first
+    /// traced push's trace and link to the others' ([`HttpChannel::push_traced`]).
+    pub async fn push_traced(
+        &self,
+        pushes: &[Push],
+        traces: &[Option<TraceContext>],
+    ) -> Vec<PushOutcome> {
+        each_http!(self, ch => ch.push_traced(pushes, traces).await, kv => kv.push(pushes).await)
     }
 
     /// Every SKU's quantity as the channel shows it.

@@ -12,6 +12,8 @@ use std::sync::Mutex;
 
 use metrics::counter;
 use onhand_common::Sku;
+use onhand_common::telemetry::TraceContext;
+use tracing::Instrument as _;
 
 use crate::api::{
     ApiRequest, ApiResponse, ChannelApi, ChannelRef, ItemResult, MappingError, PageToken, ReadPage,
@@ -90,19 +92,54 @@ impl<A: ChannelApi> HttpChannel<A> {
     /// Requests of one push run [`CHUNK_CONCURRENCY`] at a time (each SKU is in one of
     /// them; the rate limiter still paces them).
     pub async fn push(&self, pushes: &[Push]) -> Vec<PushOutcome> {
+        self.push_traced(pushes, &[]).await
+    }
+
+    /// [`HttpChannel::push`], with the trace each push continues (`traces[i]` for
+    /// `pushes[i]`; none past the end).
+    ///
+    /// One request carries one `traceparent`, and one request sets many SKUs (up to
+    /// [`ChannelApi::max_batch`]). So the pushes are sent in chunks of that size, and every
+    /// request of a chunk (id lookups, the write, re-sends) runs in one `push_batch` span
+    /// that continues the trace of the chunk's *first* traced push and links to the trace
+    /// of each other one: the channel receives the first SKU's `traceparent`, and each
+    /// other SKU's trace reaches this call through its link. A chunk with no trace runs in
+    /// the caller's span.
+    pub async fn push_traced(
+        &self,
+        pushes: &[Push],
+        traces: &[Option<TraceContext>],
+    ) -> Vec<PushOutcome> {
+        let size = self.api.max_batch().max(1);
         // Owned chunks keep the future Send for any caller's lifetime.
-        let chunks: Vec<Vec<Push>> = pushes
-            .chunks(self.api.max_batch().max(1))
-            .map(<[Push]>::to_vec)
+        let chunks: Vec<(Vec<Push>, tracing::Span)> = pushes
+            .chunks(size)
+            .enumerate()
+            .map(|(n, chunk)| {
+                let start = (n * size).min(traces.len());
+                let end = (start + chunk.len()).min(traces.len());
+                (chunk.to_vec(), self.chunk_span(chunk, &traces[start..end]))
+            })
             .collect();
         futures::stream::iter(chunks)
-            .map(|chunk| async move { self.push_batch(&chunk).await })
+            .map(|(chunk, span)| async move { self.push_batch(&chunk).instrument(span).await })
             .buffered(CHUNK_CONCURRENCY)
             .collect::<Vec<_>>()
             .await
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// The span of a chunk's requests (see [`HttpChannel::push_traced`]); a disabled one
+    /// when no push of the chunk is traced.
+    fn chunk_span(&self, chunk: &[Push], traces: &[Option<TraceContext>]) -> tracing::Span {
+        let Some(first) = traces.iter().position(Option::is_some) else {
+            return tracing::Span::none();
+        };
+        let span = tracing::info_span!("push_batch", channel = %self.api.kind(), skus = chunk.len(), sku = %chunk[first].sku);
+        onhand_common::telemetry::continue_first(&span, traces.iter().flatten());
+        span
     }
 
     async fn push_batch(&self, pushes: &[Push]) -> Vec<PushOutcome> {

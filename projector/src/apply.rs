@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use onhand_channels::{Channel, Push, PushOutcome};
 use onhand_common::policy::{ChannelPolicy, channel_quantity};
+use onhand_common::telemetry::TraceContext;
 use onhand_common::{InventoryEvent, Sku};
 use time::OffsetDateTime;
 
@@ -76,7 +77,7 @@ impl Applier {
     /// Apply each event (at most one per SKU); one outcome per event, in order.
     pub async fn apply(&mut self, events: &[&InventoryEvent]) -> Vec<SkuOutcome> {
         let (outcomes, failed) = self
-            .push_and_publish(events, &vec![false; events.len()])
+            .push_and_publish(events, &vec![false; events.len()], &[])
             .await
             .settle()
             .await;
@@ -88,8 +89,14 @@ impl Applier {
     /// without waiting for them, so the caller can overlap that wait with the next batch.
     /// `ahead[i]`: event i is newer than anything the consumer has delivered for its SKU (a
     /// redelivered SKU brought up to the stream's newest); its watermark is written as an
-    /// intent, and settled, before the push.
-    pub async fn push_and_publish(&mut self, events: &[&InventoryEvent], ahead: &[bool]) -> Pushed {
+    /// intent, and settled, before the push. `traces[i]`: the trace event i's channel call
+    /// continues (empty when untraced; see [`Channel::push_traced`]).
+    pub async fn push_and_publish(
+        &mut self,
+        events: &[&InventoryEvent],
+        ahead: &[bool],
+        traces: &[Option<TraceContext>],
+    ) -> Pushed {
         let skus: Vec<&Sku> = events.iter().map(|e| &e.sku).collect();
         if let Err(err) = self.watermarks.load(&skus).await {
             tracing::warn!(error = %err, channel = %self.channel_name, "watermarks unavailable; the batch will be redelivered");
@@ -198,7 +205,14 @@ impl Applier {
             }
         }
         if !pushes.is_empty() {
-            let results = self.channel.push(&pushes).await;
+            let traces: Vec<Option<TraceContext>> = match traces {
+                [] => Vec::new(),
+                _ => pushed_index
+                    .iter()
+                    .map(|&i| traces.get(i).cloned().flatten())
+                    .collect(),
+            };
+            let results = self.channel.push_traced(&pushes, &traces).await;
             let pushed_at = OffsetDateTime::now_utc();
             for ((i, push), result) in pushed_index.into_iter().zip(pushes).zip(results) {
                 outcomes[i] = Some(match result {

@@ -12,6 +12,7 @@ use async_nats::jetstream::{AckKind, Context, Message};
 use futures::StreamExt;
 use onhand_common::backoff::Backoff;
 use onhand_common::event::{HEADER_TRACEPARENT, MAX_EVENT_BYTES};
+use onhand_common::telemetry::TraceContext;
 use onhand_common::{InventoryEvent, Sku, decode_event};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
@@ -240,21 +241,12 @@ impl Projector {
             return;
         }
         let span = tracing::info_span!("project_batch", channel = %channel, messages = size, skus = order.len());
-        if let Some(tp) = latest
-            .iter()
-            .zip(&order)
-            .filter_map(|(_, sku)| {
-                let top = &groups[sku][newest(&groups[sku])];
-                top.message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(HEADER_TRACEPARENT))
-                    .map(|v| v.as_str().to_owned())
-            })
-            .next_back()
-        {
-            onhand_common::telemetry::set_parent_from_traceparent(&span, &tp);
-        }
+        // Per-event tracing work only when the batch is traced (an OpenTelemetry layer).
+        let (traces, sku_spans) = if onhand_common::telemetry::new_root(&span) {
+            trace_batch(&span, &channel, &order, &groups)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let every = self.config.ack_wait / 3;
         let all: Vec<&Message> = groups.values().flatten().map(|d| &d.message).collect();
         let refs: Vec<&InventoryEvent> = latest.iter().collect();
@@ -262,12 +254,13 @@ impl Projector {
             &all,
             every,
             self.applier
-                .push_and_publish(&refs, &ahead)
+                .push_and_publish(&refs, &ahead, &traces)
                 .instrument(span.clone()),
         )
         .await;
         drop(all);
         drop(refs);
+        drop(sku_spans);
         self.finish_tail(tail).await;
         let settle = Settle {
             js: self.js.clone(),
@@ -451,6 +444,51 @@ impl Projector {
             .collect()
             .await
     }
+}
+
+/// The tracing of a batch that coalesces many traces: `project_batch` is the root of a trace
+/// of its own, linked to every trace its messages carry (the SDK keeps 128 links a span);
+/// each SKU whose newest message carries a trace gets a `project_sku` span in that trace,
+/// linked back to the batch. Its channel call continues that span (one call sets many
+/// SKUs: see `HttpChannel::push_traced` for whose trace the call carries). Returns the
+/// `project_sku` contexts in `order` and the spans, which end when dropped (after the push).
+fn trace_batch(
+    batch: &tracing::Span,
+    channel: &str,
+    order: &[Sku],
+    groups: &HashMap<Sku, Vec<Delivered>>,
+) -> (Vec<Option<TraceContext>>, Vec<tracing::Span>) {
+    let carried = |d: &Delivered| {
+        d.message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(HEADER_TRACEPARENT))
+            .and_then(|v| TraceContext::from_traceparent(v.as_str()))
+    };
+    let all: Vec<TraceContext> = order
+        .iter()
+        .flat_map(|sku| groups[sku].iter().filter_map(carried))
+        .collect();
+    onhand_common::telemetry::link_traces(batch, None, &all);
+    let batch = TraceContext::of(batch);
+    let mut traces = Vec::with_capacity(order.len());
+    let mut spans = Vec::new();
+    for sku in order {
+        let group = &groups[sku];
+        let top = &group[newest(group)];
+        let Some(parent) = carried(top) else {
+            traces.push(None);
+            continue;
+        };
+        let span = tracing::info_span!(parent: None, "project_sku", channel = %channel, sku = %sku, version = top.event.stock.version, coalesced = group.len() - 1);
+        parent.parent(&span);
+        if let Some(batch) = &batch {
+            batch.link(&span);
+        }
+        traces.push(TraceContext::of(&span));
+        spans.push(span);
+    }
+    (traces, spans)
 }
 
 fn is_fatal(kind: MessagesErrorKind) -> bool {
