@@ -14,6 +14,7 @@ use onhand_common::policy::{CHANNEL_ENV_PREFIX, policies_from_env};
 use onhand_reconciler::history;
 use onhand_reconciler::{EXIT_DRIFT, EXIT_OK, EXIT_PARTIAL, ReconcileConfig, Reconciler, Report};
 use serde::Serialize;
+use tracing::Instrument as _;
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -119,8 +120,17 @@ async fn reconcile(args: RunArgs) -> anyhow::Result<i32> {
         .context("starting the reconciler")?;
     let mut reports = Vec::with_capacity(settings.len());
     let to_stdout = args.report.as_deref() == Some(std::path::Path::new("-"));
+    // One trace per run, each channel's `reconcile_channel` (and its repairs) inside it.
+    let span = tracing::info_span!(
+        "reconcile_run",
+        channels = settings.len(),
+        repair = args.repair
+    );
     for settings in &settings {
-        let report = reconciler.run(settings, args.repair).await;
+        let report = reconciler
+            .run(settings, args.repair)
+            .instrument(span.clone())
+            .await;
         if !to_stdout {
             print(&report.table(args.top))?;
         }

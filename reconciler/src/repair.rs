@@ -88,6 +88,7 @@ pub struct Repairer<'a> {
 
 impl Repairer<'_> {
     /// Repair every target; one record each (in no particular order).
+    #[tracing::instrument(name = "repair_skus", skip_all, fields(channel = %self.channel.kind(), skus = targets.len()))]
     pub async fn repair(&self, targets: Vec<Target>) -> Vec<RepairRecord> {
         let mut records = Vec::with_capacity(targets.len());
         let mut todo = targets;
@@ -137,6 +138,7 @@ impl Repairer<'_> {
     }
 
     /// One push of every target; returns those whose version moved while it landed.
+    #[tracing::instrument(name = "push_repairs", skip_all, fields(skus = todo.len()))]
     async fn round(&self, todo: Vec<Target>, records: &mut Vec<RepairRecord>) -> Vec<Target> {
         let skus: Vec<&Sku> = todo.iter().map(|t| &t.sku).collect();
         let entries = match self.watermarks.read(&skus).await {
