@@ -123,6 +123,10 @@ def check_workloads(rel: str, docs: list[dict]) -> None:
             problem(f"{where}: pod securityContext.runAsNonRoot must be true")
         if not psc.get("runAsUser"):
             problem(f"{where}: pod securityContext.runAsUser must be set (the image runs as 65532)")
+        for v in pod.get("volumes", []):
+            mode = v.get("secret", {}).get("defaultMode")
+            if mode is not None and not mode & 0o004 and psc.get("fsGroup") is None:
+                problem(f"{where}: Secret volume {v['name']} has mode {mode:o} without fsGroup: user {psc.get('runAsUser')} cannot read it")
         if pod.get("automountServiceAccountToken") is not False:
             problem(f"{where}: automountServiceAccountToken must be false (onhand never calls the Kubernetes API)")
         for c in pod.get("containers", []):
