@@ -11,17 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use onhand_simulator::chart::{self, Panel, Series};
-use onhand_simulator::experiment::{self, ModeSummary, SweepPoint};
+use onhand_simulator::experiment::{self, ModeSummary};
+use onhand_simulator::figures;
 use onhand_simulator::{ChannelParams, DelayDistribution, Mode, Params, Preset, Sync};
 use serde::Serialize;
 
 /// Where `scripts/bench` writes the projector's propagation delays.
 pub const DEFAULT_DELAYS: &str = "docs/results/projector-propagation.json";
-/// Cron intervals of the interval chart, in minutes (0 = an instant sync).
-const CHART_INTERVALS: [f64; 10] = [0.0, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0];
-/// Buffers of the buffer chart, in units.
-const CHART_BUFFERS: [u32; 6] = [0, 1, 2, 3, 4, 5];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PresetArg {
@@ -206,14 +202,6 @@ struct ScenarioReport {
     modes: Vec<ModeSummary>,
 }
 
-#[derive(Debug, Serialize)]
-struct ChartReport {
-    preset: Preset,
-    interval: Vec<SweepPoint>,
-    buffer_cron: Vec<SweepPoint>,
-    buffer_event: Vec<SweepPoint>,
-}
-
 fn execute(args: &OversellArgs, out: &mut impl Write) -> anyhow::Result<()> {
     anyhow::ensure!(args.seeds >= 1, "--seeds must be at least 1");
     let presets = match args.preset {
@@ -248,7 +236,7 @@ fn execute(args: &OversellArgs, out: &mut impl Write) -> anyhow::Result<()> {
             .unwrap_or(1)
     });
     match &args.charts {
-        Some(dir) => charts(args, &scenarios, &cron, delays, &seeds, threads, dir, out),
+        Some(dir) => charts(args, &scenarios, delays, &seeds, threads, dir, out),
         None => {
             let mut reports = Vec::new();
             for (preset, params) in scenarios {
@@ -340,104 +328,26 @@ fn write_table(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn charts(
     args: &OversellArgs,
     scenarios: &[(Preset, Params)],
-    cron: &Mode,
     delays: Arc<DelayDistribution>,
     seeds: &[u64],
     threads: usize,
     dir: &Path,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let event = Mode {
-        sync: Sync::Event { delays },
-        reservations: false,
-    };
-    let mut interval_panels = Vec::new();
-    let mut buffer_panels = Vec::new();
-    let mut reports = Vec::new();
-    for (preset, params) in scenarios {
-        let title = format!(
-            "{}: {} channels, {} SKUs, {} sales/h",
-            preset.name(),
-            params.channels.len(),
-            params.skus,
-            params.sales_per_hour
-        );
-        let interval = experiment::sweep(
-            &experiment::interval_points(params, &CHART_INTERVALS),
-            seeds,
-            threads,
-        )?;
-        let buffer_cron = experiment::sweep(
-            &experiment::buffer_points(params, cron, &CHART_BUFFERS),
-            seeds,
-            threads,
-        )?;
-        let buffer_event = experiment::sweep(
-            &experiment::buffer_points(params, &event, &CHART_BUFFERS),
-            seeds,
-            threads,
-        )?;
-        interval_panels.push(Panel {
-            title: title.clone(),
-            x_label: "cron interval (minutes; 0 = instant)".into(),
-            y_label: "oversells per week".into(),
-            series: vec![Series {
-                label: "cron (band: 95% CI)".into(),
-                color: "#d62728",
-                points: interval.clone(),
-            }],
-        });
-        buffer_panels.push(Panel {
-            title,
-            x_label: "buffer (units held back from each channel)".into(),
-            y_label: "oversells per week".into(),
-            series: vec![
-                Series {
-                    label: format!("cron {} min (band: 95% CI)", args.interval_minutes),
-                    color: "#d62728",
-                    points: buffer_cron.clone(),
-                },
-                Series {
-                    label: "event-driven".into(),
-                    color: "#1f77b4",
-                    points: buffer_event.clone(),
-                },
-            ],
-        });
-        reports.push(ChartReport {
-            preset: *preset,
-            interval,
-            buffer_cron,
-            buffer_event,
-        });
-    }
+    let figures = figures::build(scenarios, args.interval_minutes, delays, seeds, threads)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let n = seeds.len();
     let files = [
-        (
-            dir.join("oversell-vs-interval.svg"),
-            chart::render(
-                &format!("Oversells against the cron interval ({n} seeds)"),
-                &interval_panels,
-            ),
-        ),
-        (
-            dir.join("oversell-vs-buffer.svg"),
-            chart::render(
-                &format!("Oversells against the buffer ({n} seeds)"),
-                &buffer_panels,
-            ),
-        ),
+        (dir.join(figures::INTERVAL_FILE), &figures.interval_svg),
+        (dir.join(figures::BUFFER_FILE), &figures.buffer_svg),
     ];
     for (path, svg) in &files {
         std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {
-        let json = serde_json::json!({ "charts": reports });
+        let json = serde_json::json!({ "charts": figures.sweeps });
         writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
     } else {
         for (path, _) in &files {

@@ -140,11 +140,19 @@ fn render_panel(svg: &mut String, panel: &Panel, ox: f64, oy: f64) {
         )
         .ok();
     }
-    let x_ticks = panel
-        .series
-        .first()
-        .map(|s| s.points.iter().map(|p| p.x).collect::<Vec<_>>())
-        .unwrap_or_default();
+    // Round ticks from 0 when the axis starts there (intervals, buffers), else the data's x.
+    let x_ticks = if x_min == 0.0 {
+        ticks(x_max)
+            .into_iter()
+            .filter(|t| *t <= x_max * 1.000_001)
+            .collect()
+    } else {
+        panel
+            .series
+            .first()
+            .map(|s| s.points.iter().map(|p| p.x).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
     for &t in &x_ticks {
         let x = sx(t);
         writeln!(
@@ -244,14 +252,16 @@ mod tests {
     use crate::stats::Estimate;
 
     fn point(x: f64, mean: f64) -> SweepPoint {
+        let estimate = |mean: f64| Estimate {
+            mean,
+            low: mean - 1.0,
+            high: mean + 1.0,
+            n: 3,
+        };
         SweepPoint {
             x,
-            oversells_per_week: Estimate {
-                mean,
-                low: mean - 1.0,
-                high: mean + 1.0,
-                n: 3,
-            },
+            oversells_per_week: estimate(mean),
+            fill_rate: estimate(0.9),
         }
     }
 
@@ -290,5 +300,10 @@ mod tests {
         assert!(svg.contains("small &lt;2 channels&gt;"));
         assert!(svg.contains("event &amp; reservations"));
         assert!(svg.contains(r#"width="960""#));
+        // x ticks every 10 minutes from 0 to 60, not at every point.
+        for tick in ["0", "10", "20", "30", "40", "50", "60"] {
+            assert!(svg.contains(&format!(">{tick}</text>")), "tick {tick}");
+        }
+        assert!(!svg.contains(">15</text>"));
     }
 }

@@ -143,11 +143,13 @@ pub fn compare(
         .collect())
 }
 
-/// A point of a sweep: the x value and oversells per week over the seeds.
+/// A point of a sweep: the x value, oversells per week and the fill rate over the seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SweepPoint {
     pub x: f64,
     pub oversells_per_week: Estimate,
+    /// Share of buyers served: what a buffer costs in sales.
+    pub fill_rate: Estimate,
 }
 
 /// Oversells per week for each `(x, params, mode)`, over the seeds.
@@ -172,14 +174,14 @@ pub fn sweep(
     Ok(points
         .iter()
         .zip(runs.chunks(seeds.len().max(1)))
-        .map(|((x, _, _), runs)| SweepPoint {
-            x: *x,
-            oversells_per_week: Estimate::of(
-                &runs
-                    .iter()
-                    .map(RunStats::oversells_per_week)
-                    .collect::<Vec<_>>(),
-            ),
+        .map(|((x, _, _), runs)| {
+            let over =
+                |f: fn(&RunStats) -> f64| Estimate::of(&runs.iter().map(f).collect::<Vec<_>>());
+            SweepPoint {
+                x: *x,
+                oversells_per_week: over(RunStats::oversells_per_week),
+                fill_rate: over(RunStats::fill_rate),
+            }
         })
         .collect())
 }

@@ -5,12 +5,14 @@
 //!
 //! Pure: no I/O and no clock. A run is a function of its [`Params`], its [`Mode`] and a
 //! seed; [`experiment`] runs seeds on threads and summarises them with confidence
-//! intervals; [`chart`] renders sweeps as SVG text.
+//! intervals; [`chart`] renders sweeps as SVG text and [`figures`] builds the documented
+//! charts.
 
 pub mod chart;
 pub mod delays;
 pub mod engine;
 pub mod experiment;
+pub mod figures;
 pub mod params;
 pub mod rng;
 pub mod stats;

@@ -90,7 +90,10 @@ fn one_channel_never_oversells_whatever_the_sync_interval() {
         for r in &runs {
             assert_eq!(r.oversells, 0, "interval {interval}: {r:?}");
             // Not vacuous: SKUs did sell out and shoppers met them sold out.
-            assert!(r.sell_outs > 0 && r.shown_sold_out > 0 && r.sales > 1000, "{r:?}");
+            assert!(
+                r.sell_outs > 0 && r.shown_sold_out > 0 && r.sales > 1000,
+                "{r:?}"
+            );
             conserved(r);
         }
     }
@@ -125,7 +128,7 @@ fn oversells_grow_with_the_cron_interval() {
 }
 
 #[test]
-fn event_driven_oversells_less_than_the_cron_and_reservations_no_more() {
+fn event_driven_at_measured_delays_oversells_a_small_fraction_of_the_cron() {
     for preset in Preset::ALL {
         let p = short(preset);
         let seeds = [1, 2, 3, 4];
@@ -139,8 +142,8 @@ fn event_driven_oversells_less_than_the_cron_and_reservations_no_more() {
             "{preset:?}: event {event} vs cron {cron}"
         );
         assert!(
-            reserved <= event + 1,
-            "{preset:?}: reservations {reserved} vs {event}"
+            reserved * 20 < cron,
+            "{preset:?}: with reservations {reserved} vs cron {cron}"
         );
     }
 }
