@@ -525,6 +525,11 @@ def main() -> int:
         check_config_with_binary(rel, docs, a.onhand)
         all_channels |= channels_of(docs)
         all_names |= {d["metadata"]["name"] for d in docs}
+        listed = {f"channels/{c}" for c in channels_of(docs)}
+        for ch_dir in sorted((overlay / "channels").glob("*/kustomization.yaml")):
+            name = f"channels/{ch_dir.parent.name}"
+            if name not in listed:
+                problem(f"{rel}/{name}: a channel directory the overlay does not deploy (list it under resources:, or name its directory after its channel)")
         print(f"check-k8s: {rel}: {len(docs)} objects, channels {sorted(channels_of(docs))}", file=sys.stderr)
     check_nats_values(root, all_channels)
     check_streams_r3(root)
