@@ -280,9 +280,17 @@ impl InventoryEvent {
 /// Why an event payload was rejected.
 #[derive(Debug, Error)]
 pub enum EventError {
-    /// Not JSON, or not the v1 shape (serde's message names the field).
-    #[error("event payload is not a valid v1 event: {0}")]
-    Json(#[from] serde_json::Error),
+    /// Not JSON, or not the v1 shape. `path` is the field being read when it failed
+    /// (`qty`, `stock.warehouses.ams-1.on_hand`); absent at the top level, where serde's
+    /// message names a missing field itself.
+    #[error("event payload is not a valid v1 event: {}{source}", at_field(.path.as_deref()))]
+    Json {
+        /// The offending field's JSON path, when inside the event.
+        path: Option<String>,
+        /// What serde found wrong.
+        #[source]
+        source: serde_json::Error,
+    },
     /// `schema` is not [`SCHEMA_VERSION`].
     #[error("event schema {found} is not supported (this build reads schema 1)")]
     UnsupportedSchema {
@@ -317,7 +325,7 @@ impl EventError {
     /// The offending field, when known.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            EventError::Json(_) => None,
+            EventError::Json { .. } => None,
             EventError::UnsupportedSchema { .. } => Some("schema"),
             EventError::MissingField { field, .. } | EventError::InvalidField { field, .. } => {
                 Some(field)
@@ -327,9 +335,29 @@ impl EventError {
     }
 }
 
+fn at_field(path: Option<&str>) -> String {
+    path.map(|p| format!("field `{p}`: ")).unwrap_or_default()
+}
+
+/// `serde_json::from_slice`, with the path of the field that failed.
+fn from_json(bytes: &[u8]) -> Result<InventoryEvent, EventError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let event = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        // `.` is the top level, `?` between fields (a syntax error after a value).
+        let path = err.path().to_string();
+        EventError::Json {
+            path: (path != "." && path != "?").then_some(path),
+            source: err.into_inner(),
+        }
+    })?;
+    de.end()
+        .map_err(|source| EventError::Json { path: None, source })?;
+    Ok(event)
+}
+
 /// Parses and validates an event payload.
 pub fn decode_event(bytes: &[u8]) -> Result<InventoryEvent, EventError> {
-    let event = match serde_json::from_slice::<InventoryEvent>(bytes) {
+    let event = match from_json(bytes) {
         Ok(event) => event,
         Err(err) => {
             // A future schema may not fit the v1 shape: say so rather than name a field.
@@ -342,7 +370,7 @@ pub fn decode_event(bytes: &[u8]) -> Result<InventoryEvent, EventError> {
             {
                 return Err(EventError::UnsupportedSchema { found: schema });
             }
-            return Err(EventError::Json(err));
+            return Err(err);
         }
     };
     event.validate()?;
@@ -530,7 +558,7 @@ pub(crate) mod tests {
 
         assert!(matches!(
             decode_event(b"not json"),
-            Err(EventError::Json(_))
+            Err(EventError::Json { path: None, .. })
         ));
         let err = decode_event(br#"{"schema": 2, "whatever": true}"#).expect_err("v2");
         assert!(
@@ -538,7 +566,33 @@ pub(crate) mod tests {
             "{err}"
         );
         let err = decode_event(br#"{"schema": 1, "sku": ""}"#).expect_err("bad sku");
-        assert!(matches!(err, EventError::Json(_)), "{err}");
+        assert!(matches!(err, EventError::Json { .. }), "{err}");
+    }
+
+    #[test]
+    fn json_errors_name_a_mistyped_field_by_its_path() {
+        // Found by the event fuzz test: serde's own message names no field for a wrong type.
+        let sample = || -> serde_json::Value {
+            serde_json::from_slice(&sample(EventType::Received).to_json()).expect("json")
+        };
+        let mut v = sample();
+        v["schema"] = serde_json::json!("1");
+        let err = decode_event(v.to_string().as_bytes()).expect_err("string schema");
+        assert!(
+            err.to_string().contains("field `schema`: invalid type"),
+            "{err}"
+        );
+        let mut v = sample();
+        v["stock"]["warehouses"]["ams-1"]["on_hand"] = serde_json::json!(1.5);
+        let err = decode_event(v.to_string().as_bytes()).expect_err("fractional count");
+        assert!(
+            err.to_string()
+                .contains("field `stock.warehouses.ams-1.on_hand`"),
+            "{err}"
+        );
+        let err = decode_event(&[sample().to_string().as_bytes(), b" x"].concat())
+            .expect_err("trailing characters");
+        assert!(err.to_string().contains("trailing characters"), "{err}");
     }
 
     #[test]

@@ -1,13 +1,27 @@
 //! Event timestamps: UTC, microsecond precision, RFC 3339 with exactly six fractional
 //! digits on the wire (`2026-11-26T10:00:00.123456Z`).
 //!
-//! Reading accepts any RFC 3339 timestamp (any offset, any precision) and normalises
-//! it to UTC truncated to microseconds, so a decoded value re-encodes unchanged.
+//! Reading accepts any RFC 3339 timestamp (any offset, any precision) whose UTC time falls
+//! in the years 0000 to 9999, and normalises it to UTC truncated to microseconds, so a
+//! decoded value re-encodes unchanged.
 
+use thiserror::Error;
 use time::format_description::BorrowedFormatItem;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
+
+/// Why a timestamp was not read.
+#[derive(Debug, Error)]
+pub enum TimestampError {
+    /// Not RFC 3339.
+    #[error(transparent)]
+    Parse(#[from] time::error::Parse),
+    /// RFC 3339, but in UTC before year 0000 or after 9999 (e.g. `9999-12-31T23:00:00-02:00`),
+    /// which the wire format cannot write.
+    #[error("in UTC it falls outside the years 0000 to 9999")]
+    OutOfRange,
+}
 
 const WIRE_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
@@ -30,9 +44,15 @@ pub fn format_micros(t: OffsetDateTime) -> Result<String, time::error::Format> {
     truncate_micros(t).format(WIRE_FORMAT)
 }
 
-/// Parses any RFC 3339 timestamp into UTC truncated to microseconds.
-pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
-    OffsetDateTime::parse(s, &Rfc3339).map(truncate_micros)
+/// Parses an RFC 3339 timestamp into UTC truncated to microseconds; its UTC year must be
+/// 0000 to 9999, as the wire format can write no other.
+pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, TimestampError> {
+    let t = OffsetDateTime::parse(s, &Rfc3339)?;
+    let utc = t
+        .checked_to_offset(UtcOffset::UTC)
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .ok_or(TimestampError::OutOfRange)?;
+    Ok(truncate_micros(utc))
 }
 
 /// `#[serde(with = "crate::timestamp::rfc3339_micros")]` for `OffsetDateTime` fields.
@@ -84,6 +104,23 @@ mod tests {
         assert_eq!(t.offset(), UtcOffset::UTC);
         assert!(parse_rfc3339("2026-11-26 10:00:00").is_err());
         assert!(parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn rejects_what_is_out_of_range_in_utc() {
+        // Found by the event fuzz test: the first panicked converting to UTC, the second
+        // decoded to year -1, which the wire format writes as text it cannot read back.
+        for s in ["9999-12-31T23:59:59-01:00", "0000-01-01T00:30:00+01:00"] {
+            assert!(
+                matches!(parse_rfc3339(s), Err(TimestampError::OutOfRange)),
+                "{s}"
+            );
+        }
+        let t = parse_rfc3339("9999-12-31T23:59:59+01:00").expect("in range in UTC");
+        assert_eq!(
+            format_micros(t).expect("formats"),
+            "9999-12-31T22:59:59.000000Z"
+        );
     }
 
     #[test]
