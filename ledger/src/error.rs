@@ -54,6 +54,8 @@ pub enum LedgerError {
     Timeout { limit_ms: u128 },
     #[error("no route {path}")]
     NoRoute { path: String },
+    #[error("{path} does not take {method}")]
+    MethodNotAllowed { method: String, path: String },
     #[error("database error")]
     Database(#[from] sqlx::Error),
 }
@@ -91,6 +93,7 @@ impl LedgerError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -113,6 +116,7 @@ impl LedgerError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Timeout { .. } => "timeout",
             Self::NoRoute { .. } => "no_route",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Database(_) => "unavailable",
         }
     }
@@ -132,6 +136,7 @@ impl LedgerError {
             Self::PayloadTooLarge { .. }
             | Self::Timeout { .. }
             | Self::NoRoute { .. }
+            | Self::MethodNotAllowed { .. }
             | Self::Database(_) => None,
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -53,6 +53,13 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        // After every route: it applies to the routes already added.
+        .method_not_allowed_fallback(|req: Request| async move {
+            LedgerError::MethodNotAllowed {
+                method: req.method().to_string(),
+                path: req.uri().path().to_owned(),
+            }
+        })
         .fallback(|req: Request| async move {
             LedgerError::NoRoute {
                 path: req.uri().path().to_owned(),
@@ -208,10 +215,11 @@ post_route!(shipments, "/v1/shipments", SCOPE_STOCK_WRITE, |b, s| Ok(
 
 async fn checkout(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Outcome, LedgerError> {
+    let id = path_param("reservation_id", id)?;
     let path = format!("/v1/reservations/{id}/checkout");
     state
         .post(&headers, &path, SCOPE_ORDERS_WRITE, body, |b, _| {
@@ -222,10 +230,11 @@ async fn checkout(
 
 async fn cancel_order(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Outcome, LedgerError> {
+    let id = path_param("order_id", id)?;
     let path = format!("/v1/orders/{id}/cancel");
     state
         .post(&headers, &path, SCOPE_ORDERS_WRITE, body, |b, _| {
@@ -236,11 +245,12 @@ async fn cancel_order(
 
 async fn release(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Outcome, LedgerError> {
     let principal = state.tokens.authenticate(&headers)?;
     principal.require(SCOPE_ORDERS_WRITE)?;
+    let id = path_param("reservation_id", id)?;
     // Optional here (DELETE is not a POST): with a key, a retry gets the first response
     // instead of 409 reservation_not_active.
     let key = match headers.get(IDEMPOTENCY_HEADER) {
@@ -261,11 +271,11 @@ async fn release(
 
 async fn stock(
     State(state): State<AppState>,
-    Path(sku): Path<String>,
+    sku: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, LedgerError> {
     state.tokens.authenticate(&headers)?.require(SCOPE_READ)?;
-    let sku = crate::commands::fields::sku("sku", &sku)?;
+    let sku = crate::commands::fields::sku("sku", &path_param("sku", sku)?)?;
     let view = queries::stock(&state.ledger.pool, &sku).await?;
     Ok(Json(view).into_response())
 }
@@ -277,12 +287,19 @@ struct ExplainQuery {
 
 async fn explain(
     State(state): State<AppState>,
-    Path(sku): Path<String>,
-    Query(query): Query<ExplainQuery>,
+    sku: Result<Path<String>, PathRejection>,
+    query: Result<Query<ExplainQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, LedgerError> {
     state.tokens.authenticate(&headers)?.require(SCOPE_READ)?;
-    let sku = crate::commands::fields::sku("sku", &sku)?;
+    let sku = crate::commands::fields::sku("sku", &path_param("sku", sku)?)?;
+    let Query(query) = query.map_err(|rejection| LedgerError::Malformed {
+        field: Some("channel".to_owned()),
+        message: format!(
+            "the query string is not ?channel=<name>: {}",
+            rejection.body_text()
+        ),
+    })?;
     let channel = query
         .channel
         .ok_or_else(|| LedgerError::invalid("channel", "give ?channel=<name> to explain"))?;
@@ -294,6 +311,23 @@ async fn explain(
         })?;
     let view = queries::explain(&state.ledger.pool, &sku, &channel, policy).await?;
     Ok(Json(view).into_response())
+}
+
+/// A path parameter, or a 400 naming it: axum's own rejection (e.g. `%FF`, which does not
+/// decode to UTF-8) is plain text, not the API's JSON error.
+fn path_param(
+    field: &str,
+    param: Result<Path<String>, PathRejection>,
+) -> Result<String, LedgerError> {
+    param
+        .map(|Path(value)| value)
+        .map_err(|rejection| LedgerError::Malformed {
+            field: Some(field.to_owned()),
+            message: format!(
+                "the {field} in the path is not valid: {}",
+                rejection.body_text()
+            ),
+        })
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

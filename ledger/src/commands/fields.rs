@@ -27,6 +27,10 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LedgerError> {
         let message = inner.to_string();
         // serde names missing and unknown fields only in its message, between backticks.
         let named = backticked(&message);
+        // In well-formed JSON every error is about a field's value, even one serde files as
+        // a syntax error (`"kind": ["x"]` is "expected value", `"qty": 1e400` "number out of
+        // range"); in broken JSON the path only says where the parser gave up.
+        let well_formed = || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
         // The path already ends at an unknown field; a missing one is named only in the message.
         let field = match (inner.classify(), named) {
             (serde_json::error::Category::Data, Some(name))
@@ -35,6 +39,11 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LedgerError> {
                 Some(join_path(&path, name))
             }
             (serde_json::error::Category::Data, _) if path != "." => Some(path),
+            (serde_json::error::Category::Syntax, _)
+                if path != "." && path != "?" && well_formed() =>
+            {
+                Some(path)
+            }
             _ => None,
         };
         LedgerError::Malformed {
@@ -187,6 +196,12 @@ mod tests {
             Some("lines[0].x")
         );
         assert_eq!(field_of(r#"{"sku":"A","qty":"#), None);
+        // Found by the request fuzz test: well-formed JSON that serde files as a syntax error.
+        assert_eq!(
+            field_of(r#"{"sku":"A","qty":1e400}"#).as_deref(),
+            Some("qty")
+        );
+        assert_eq!(field_of(r#"{"sku":"A","qty":01}"#), None);
     }
 
     #[test]

@@ -103,7 +103,8 @@ impl Adjust {
                 ));
             }
             (Some(delta), None) => {
-                if delta == 0 || delta.abs() > fields::MAX_QTY {
+                // (Not `delta.abs()`: it overflows on i64::MIN.)
+                if delta == 0 || !(-fields::MAX_QTY..=fields::MAX_QTY).contains(&delta) {
                     return Err(LedgerError::invalid(
                         "delta",
                         format!(
