@@ -341,6 +341,12 @@ fn at_field(path: Option<&str>) -> String {
 
 /// `serde_json::from_slice`, with the path of the field that failed.
 fn from_json(bytes: &[u8]) -> Result<InventoryEvent, EventError> {
+    // The fast path first: tracking the path costs as much again as the parse itself, and
+    // every event a projector receives goes through here. Only a payload that fails is
+    // parsed a second time, to name the field.
+    if let Ok(event) = serde_json::from_slice(bytes) {
+        return Ok(event);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let event = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         // `.` is the top level, `?` between fields (a syntax error after a value).
