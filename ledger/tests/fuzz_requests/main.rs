@@ -14,6 +14,7 @@ mod regressions;
 #[path = "../it/support.rs"]
 #[allow(dead_code)]
 mod support;
+mod values;
 
 use proptest::test_runner::Config as ProptestConfig;
 
