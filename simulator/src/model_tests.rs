@@ -105,6 +105,8 @@ fn instant_sync_never_oversells_on_five_channels() {
     let zero = Arc::new(DelayDistribution::from_samples(vec![0.0]).expect("valid"));
     let modes = [
         cron(0.0),
+        // 6 ms between refreshes: the lazy per-SKU refresh must behave like an instant one.
+        cron(0.0001),
         Mode {
             sync: Sync::Event { delays: zero },
             reservations: false,
