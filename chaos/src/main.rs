@@ -109,19 +109,31 @@ async fn main() -> anyhow::Result<()> {
         run_dir.display()
     );
 
-    let mut world = world::World::start(&tools, &run_dir, profile.skus).await?;
-    let outcome = scenarios::run(&mut world, &profile).await;
+    // Every child belongs to the world inside this future: when it ends, fails or is
+    // dropped (SIGINT/SIGTERM below), the children are killed with it.
+    let suite = async {
+        let mut world = world::World::start(&tools, &run_dir, profile.skus).await?;
+        let outcome = scenarios::run(&mut world, &profile).await?;
+        world.shutdown().await.context("stopping the system")?;
+        anyhow::Ok(outcome)
+    };
+    // A bound on the whole run, far above its usual length: a hang fails, it never stalls CI.
+    let limit = std::time::Duration::from_secs(if cli.short { 9 * 60 } else { 20 * 60 });
+    let outcome = tokio::select! {
+        outcome = suite => outcome,
+        signal = terminated() => Err(anyhow::anyhow!("stopped by {signal}")),
+        () = tokio::time::sleep(limit) => Err(anyhow::anyhow!(
+            "the suite did not finish within {} minutes", limit.as_secs() / 60
+        )),
+    };
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(err) => {
             say!("FAILED: {err:#}");
             say!("logs: {}", run_dir.display());
-            // Dropping the world kills every child.
-            drop(world);
             std::process::exit(1);
         }
     };
-    world.shutdown().await.context("stopping the system")?;
 
     let info = report::RunInfo {
         command: cli.command,
@@ -155,16 +167,31 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The first line a binary prints for `flag`, trimmed of its program name.
+/// Resolves on SIGINT or SIGTERM, naming it.
+async fn terminated() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            say!("cannot watch for SIGTERM: {err}");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// The first line a binary prints for `flag`.
 async fn version(bin: &std::path::Path, flag: &str) -> String {
-    match tokio::process::Command::new(bin).arg(flag).output().await {
+    let mut command = tokio::process::Command::new(bin);
+    command.arg(flag);
+    match procs::output(command, std::time::Duration::from_secs(10), "--version").await {
         Ok(out) => String::from_utf8_lossy(&out.stdout)
             .lines()
             .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .last()
             .unwrap_or("unknown")
+            .trim()
             .to_owned(),
         Err(_) => "unknown".to_owned(),
     }

@@ -210,7 +210,8 @@ pub async fn stream_stats(
         messages: info.state.messages,
         last_seq: info.state.last_sequence,
         leader: info.cluster.as_ref().and_then(|c| c.leader.clone()),
-        replicas: info.config.num_replicas,
+        // The leader and its followers, as the cluster reports them.
+        replicas: info.cluster.as_ref().map_or(1, |c| c.replicas.len() + 1),
         consumers: BTreeMap::new(),
     };
     for channel in channels {
@@ -245,17 +246,31 @@ pub async fn stream_stats(
                 ack_floor_stream_seq: c.ack_floor.stream_sequence,
                 pending: c.num_pending,
                 ack_pending: c.num_ack_pending,
-                replicas: c.config.num_replicas,
+                replicas: c.cluster.as_ref().map_or(1, |c| c.replicas.len() + 1),
             },
         );
     }
     Ok(stats)
 }
 
+/// How long one query of the harness's own may take (connecting included).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn connect(database_url: &str) -> anyhow::Result<sqlx::PgConnection> {
+    use sqlx::Connection as _;
+    match tokio::time::timeout(QUERY_TIMEOUT, sqlx::PgConnection::connect(database_url)).await {
+        Ok(conn) => Ok(conn?),
+        Err(_) => bail!(
+            "connecting to Postgres took over {}s",
+            QUERY_TIMEOUT.as_secs()
+        ),
+    }
+}
+
 /// (rows, rows not yet published) in the ledger's outbox: every event it produced.
 pub async fn outbox(database_url: &str) -> anyhow::Result<(i64, i64)> {
     use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(database_url).await?;
+    let mut conn = connect(database_url).await?;
     let counts: (i64, i64) =
         sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE published_at IS NULL) FROM outbox")
             .fetch_one(&mut conn)
@@ -267,7 +282,7 @@ pub async fn outbox(database_url: &str) -> anyhow::Result<(i64, i64)> {
 /// The newest outbox row of `subject`: its id.
 pub async fn newest_row(database_url: &str, subject: &str) -> anyhow::Result<Option<i64>> {
     use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(database_url).await?;
+    let mut conn = connect(database_url).await?;
     let id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM outbox WHERE subject = $1")
         .bind(subject)
         .fetch_one(&mut conn)
@@ -279,7 +294,7 @@ pub async fn newest_row(database_url: &str, subject: &str) -> anyhow::Result<Opt
 /// The stream sequence of outbox row `id`, once the relay has published it.
 pub async fn published_seq(database_url: &str, id: i64) -> anyhow::Result<Option<i64>> {
     use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(database_url).await?;
+    let mut conn = connect(database_url).await?;
     let seq: Option<i64> = sqlx::query_scalar(
         "SELECT stream_seq FROM outbox WHERE id = $1 AND published_at IS NOT NULL",
     )
@@ -374,11 +389,10 @@ pub async fn compare_channels(world: &World) -> anyhow::Result<usize> {
 
 /// Dead letters of `channel`, from `onhand dlq list --json`.
 pub async fn dead_letters(world: &World, channel: &str) -> anyhow::Result<usize> {
-    let out = world
-        .onhand()
-        .args(["dlq", "list", "--json", "--channel", channel])
-        .output()
-        .await?;
+    let mut command = world.onhand();
+    command.args(["dlq", "list", "--json", "--channel", channel]);
+    let out =
+        crate::procs::output(command, crate::procs::COMMAND_TIMEOUT, "onhand dlq list").await?;
     if !out.status.success() {
         bail!(
             "onhand dlq list --channel {channel} failed: {}",
@@ -419,12 +433,41 @@ struct ReconcileReport {
     channels: Vec<Reconciled>,
 }
 
+/// `onhand reconcile --all` while a part it needs is down: its exit code (`None` when it
+/// had not finished after `timeout`: killed), the seconds it took and its last error line.
+pub async fn reconcile_while_down(
+    world: &World,
+    timeout: Duration,
+) -> anyhow::Result<(Option<i32>, f64, String)> {
+    let started = Instant::now();
+    let mut command = world.onhand();
+    command.args(["reconcile", "--all"]).kill_on_drop(true);
+    match tokio::time::timeout(timeout, command.output()).await {
+        Ok(out) => {
+            let out = out.context("running onhand reconcile")?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .to_owned();
+            Ok((out.status.code(), started.elapsed().as_secs_f64(), last))
+        }
+        Err(_) => Ok((
+            None,
+            started.elapsed().as_secs_f64(),
+            "still running".to_owned(),
+        )),
+    }
+}
+
 /// `onhand reconcile --all --settle-secs <settle>`, its exit code and per-channel counts.
 pub async fn reconcile(world: &World, settle_secs: u64) -> anyhow::Result<ReconcileRun> {
     let report = world.dir.join("reconcile-report.json");
     let started = Instant::now();
-    let out = world
-        .onhand()
+    let mut command = world.onhand();
+    command
         .args([
             "reconcile",
             "--all",
@@ -432,9 +475,9 @@ pub async fn reconcile(world: &World, settle_secs: u64) -> anyhow::Result<Reconc
             &settle_secs.to_string(),
             "--report",
         ])
-        .arg(&report)
-        .output()
-        .await?;
+        .arg(&report);
+    let out =
+        crate::procs::output(command, crate::procs::COMMAND_TIMEOUT, "onhand reconcile").await?;
     let seconds = started.elapsed().as_secs_f64();
     let exit_code = out.status.code().unwrap_or(-1);
     let parsed: ReconcileReport =

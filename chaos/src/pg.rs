@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::process::Command;
 
-use crate::procs::{Proc, free_ports, poll};
+use crate::procs::{COMMAND_TIMEOUT, Proc, free_ports, output, poll};
 
 /// The database the ledger uses.
 pub const DATABASE: &str = "onhand";
@@ -65,11 +65,9 @@ impl Postgres {
             proc: None,
         };
         if let Some(user) = &pg.user {
-            let status = Command::new("chown")
-                .args(["-R", &format!("{user}:{user}")])
-                .arg(dir)
-                .status()
-                .await?;
+            let mut chown = Command::new("chown");
+            chown.args(["-R", &format!("{user}:{user}")]).arg(dir);
+            let status = output(chown, COMMAND_TIMEOUT, "chown").await?.status;
             if !status.success() {
                 bail!("chown {} to {user} failed", dir.display());
             }
@@ -84,7 +82,7 @@ impl Postgres {
             "UTF8",
             "--no-instructions",
         ]);
-        let out = initdb.output().await.context("running initdb")?;
+        let out = output(initdb, COMMAND_TIMEOUT, "initdb").await?;
         if !out.status.success() {
             bail!(
                 "initdb failed: {}\n{}",
@@ -156,11 +154,9 @@ impl Postgres {
     }
 
     async fn accepts_connections(&self) -> bool {
-        let status = Command::new(self.bin_dir.join("pg_isready"))
-            .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .status()
-            .await;
-        matches!(status, Ok(s) if s.success())
+        let mut isready = Command::new(self.bin_dir.join("pg_isready"));
+        isready.args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        matches!(output(isready, Duration::from_secs(10), "pg_isready").await, Ok(o) if o.status.success())
     }
 
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {

@@ -10,6 +10,26 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use tokio::process::{Child, Command};
 
+/// How long a one-shot command ([`output`]) may take by default.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `command` to its end and returns its output; kills it and fails when it takes
+/// longer than `timeout`.
+pub async fn output(
+    mut command: Command,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<std::process::Output> {
+    command.kill_on_drop(true).stdin(Stdio::null());
+    match tokio::time::timeout(timeout, command.output()).await {
+        Ok(out) => out.with_context(|| format!("running {what}")),
+        Err(_) => bail!(
+            "{what} did not finish within {}s; killed",
+            timeout.as_secs()
+        ),
+    }
+}
+
 /// How long [`poll`] waits between attempts.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -49,23 +69,43 @@ impl Proc {
             .child
             .id()
             .with_context(|| format!("{} has already exited", self.name))?;
-        let status = Command::new("kill")
-            .args(["-s", signal, &pid.to_string()])
-            .status()
-            .await
-            .context("running kill")?;
-        if !status.success() {
-            bail!("kill -s {signal} {pid} ({}) failed: {status}", self.name);
+        let mut kill = Command::new("kill");
+        kill.args(["-s", signal, &pid.to_string()]);
+        let out = output(kill, Duration::from_secs(10), "kill").await?;
+        if !out.status.success() {
+            bail!(
+                "kill -s {signal} {pid} ({}) failed: {}",
+                self.name,
+                out.status
+            );
         }
         Ok(())
+    }
+
+    /// Waits up to `timeout` for the exit, checking with `waitpid(WNOHANG)` (no reliance on
+    /// SIGCHLD delivery); `None` if it still runs.
+    async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// SIGKILL (a crash), then reap.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         self.child
-            .kill()
-            .await
-            .with_context(|| format!("killing {}", self.name))
+            .start_kill()
+            .with_context(|| format!("killing {}", self.name))?;
+        match self.wait_exit(Duration::from_secs(10)).await? {
+            Some(_) => Ok(()),
+            None => bail!("{} still runs 10 s after SIGKILL", self.name),
+        }
     }
 
     /// Sends `signal` and waits up to `grace` for the exit; SIGKILL after that.
@@ -74,9 +114,9 @@ impl Proc {
             return Ok(status);
         }
         self.signal(signal).await?;
-        match tokio::time::timeout(grace, self.child.wait()).await {
-            Ok(status) => Ok(status?),
-            Err(_) => {
+        match self.wait_exit(grace).await? {
+            Some(status) => Ok(status),
+            None => {
                 self.kill().await?;
                 bail!(
                     "{} did not exit within {grace:?} of SIG{signal}; killed",

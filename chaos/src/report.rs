@@ -67,12 +67,12 @@ pub fn render(
     writeln!(o, "- Machine: {}", info.machine)?;
     writeln!(
         o,
-        "- NATS: three `nats-server` {} nodes on loopback (cluster routes, JetStream, a store each); every stream and KV bucket at R3 (`onhand streams apply --dir` with the definitions' `num_replicas` set to 3)",
+        "- NATS: three nodes of `{}` on loopback (cluster routes, JetStream, a store each); every stream and KV bucket at R3 (`onhand streams apply --dir` with the definitions' `num_replicas` set to 3)",
         info.nats_version
     )?;
     writeln!(
         o,
-        "- Postgres: {}, an instance of the run's own (initdb in a temp directory, a free port)",
+        "- Postgres: `{}`, an instance of the run's own (initdb in a temp directory, a free port)",
         info.postgres_version
     )?;
     writeln!(
@@ -88,7 +88,8 @@ pub fn render(
     writeln!(o, "## Infrastructure faults and recovery\n")?;
     writeln!(
         o,
-        "Recovered = every NATS node healthy, the ledger and every projector ready, outbox backlog and every consumer's pending under 100 messages, and every projector's `onhand_projector_event_lag_seconds` at most 2 s. No step is manual: the harness only kills and starts the faulty part.\n"
+        "Recovered = a receipt written after the fault went through the ledger, Postgres, the relay and NATS and was acknowledged by every projector (an end-to-end probe, retried until the ledger takes it); then every NATS node healthy, the ledger and every projector ready, the outbox backlog and every consumer's pending under 100 messages, the oldest unacknowledged event of every consumer at most 2 s old and every projector's `onhand_projector_event_lag_seconds` at most 2 s. *Served while down*: the same, with the killed node still down. No step is manual: the harness only kills and starts the faulty part.\n\n\
+         Messages a projector had in hand when the whole cluster went down are acknowledged (or nak'd) into the void; the stream hands them out again after the consumer's ack wait (30 s by default, `ONHAND_PROJECTOR__ACK_WAIT_SECS`), which bounds that recovery. While Postgres is down the ledger refuses writes (5xx) and `onhand reconcile` exits non-zero; the relay and the sweeper reconnect by themselves.\n"
     )?;
     writeln!(
         o,
@@ -107,7 +108,7 @@ pub fn render(
             .join(" / ");
         writeln!(
             o,
-            "| {}: {} | {} | {} | {} | {} | {} s | {} / {} | {} | {:.0} | exit {}, drift {} |",
+            "| {}: {} | {} | {} | {} | {} | {} s | {} / {} | {} | {:.0} | {}exit {}, drift {} |",
             f.name,
             f.fault,
             secs(f.down_secs),
@@ -119,6 +120,11 @@ pub fn render(
             f.load.failed + f.load.skipped,
             f.events,
             f.relay_errors,
+            f.reconcile_while_down
+                .map_or(String::new(), |(code, secs)| format!(
+                    "while down: exit {} in {secs:.1} s; after: ",
+                    code.map_or("none (killed)".to_owned(), |c| c.to_string())
+                )),
             f.reconcile.exit_code,
             f.reconcile
                 .channels
@@ -132,7 +138,7 @@ pub fn render(
         writeln!(o, "\n## Channel faults and the lag alert\n")?;
         writeln!(
             o,
-            "Sandbox faults on every channel: {}. Meanwhile {} answered every call with a 5xx for {}.\n",
+            "Sandbox faults on every channel: {}. Meanwhile {} answered every call with a 5xx for {}. A failed push is nak'd with a delay that doubles per delivery up to 30 s (`ONHAND_PROJECTOR__RETRY_MAX_MS`), so the first retry after a long outage comes up to 30 s after the channel is back, and under the 30 % faults still on a retry may fail again: the alert clears within one or two of those delays.\n",
             out.faults,
             out.channel,
             secs(out.outage_secs)

@@ -187,6 +187,21 @@ pub async fn final_checks(
             ),
         );
     }
+    let during: Vec<(String, Option<i32>, f64)> = outcome
+        .faults
+        .iter()
+        .filter_map(|f| {
+            f.reconcile_while_down
+                .map(|(code, secs)| (f.name.clone(), code, secs))
+        })
+        .collect();
+    for (name, code, secs) in during {
+        outcome.check(
+            &format!("{name}: onhand reconcile during the fault fails cleanly"),
+            matches!(code, Some(c) if c != 0),
+            format!("exit {code:?} after {secs:.1} s (a non-zero exit, not a hang and not a pass)"),
+        );
+    }
     for f in &outcome.faults {
         outcome.checks.push(Check {
             name: format!("{}: onhand reconcile after recovery", f.name),

@@ -12,7 +12,7 @@ use tokio::process::Command;
 
 use crate::cluster::Cluster;
 use crate::pg::Postgres;
-use crate::procs::{Proc, free_ports, poll};
+use crate::procs::{COMMAND_TIMEOUT, Proc, free_ports, output, poll};
 
 pub const WMS_TOKEN: &str = "chaos-wms-token-0001";
 pub const SHOP_TOKEN: &str = "chaos-shop-token-0001";
@@ -82,14 +82,13 @@ impl World {
         let skus: Vec<String> = (0..skus).map(|i| format!("CHAOS-{i:04}")).collect();
 
         let defs = r3_definitions(dir)?;
-        let out = onhand_command(&tools.onhand, &env)
+        let mut apply = onhand_command(&tools.onhand, &env);
+        apply
             .args(["streams", "apply", "--dir"])
             .arg(&defs)
             // `streams apply` takes one server; the stream is created cluster-wide.
-            .args(["--nats-url", &cluster.url(0)])
-            .output()
-            .await
-            .context("running onhand streams apply")?;
+            .args(["--nats-url", &cluster.url(0)]);
+        let out = output(apply, COMMAND_TIMEOUT, "onhand streams apply").await?;
         if !out.status.success() {
             bail!(
                 "onhand streams apply failed: {}",
@@ -100,10 +99,9 @@ impl World {
             "streams applied at R3 (definitions with num_replicas 3: {})",
             defs.display()
         );
-        let out = onhand_command(&tools.onhand, &env)
-            .args(["ledger", "migrate"])
-            .output()
-            .await?;
+        let mut migrate = onhand_command(&tools.onhand, &env);
+        migrate.args(["ledger", "migrate"]);
+        let out = output(migrate, COMMAND_TIMEOUT, "onhand ledger migrate").await?;
         if !out.status.success() {
             bail!(
                 "onhand ledger migrate failed: {}",
