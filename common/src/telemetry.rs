@@ -184,6 +184,8 @@ struct TraceIds {
 /// Records each span's OpenTelemetry trace and span ids when it is first entered (the
 /// OpenTelemetry layer starts the span then, so its parent is settled), for
 /// [`WithTraceIds`]. Inactive (costing nothing) when no OpenTelemetry layer is installed.
+/// A span never entered has no ids recorded, so an event given it as explicit parent before
+/// it ran is logged without them.
 ///
 /// Not an `Option` layer: `Option<Layer>` does not pass `on_register_dispatch` on.
 #[derive(Debug)]
