@@ -464,22 +464,63 @@ def check_operations(root: Path, onhand: Path, names: set[str], cat: envvars.Env
         return
     commands = shell_lines(path.read_text())
     checked = 0
+    # The toolbox's environment (k8s/channel/toolbox.yaml), pointing nowhere: a command that
+    # parses fails later (no channel settings, nothing listening), one that does not exits 2.
+    toolbox_env = {"PATH": os.environ.get("PATH", ""), "NATS_URL": "nats://127.0.0.1:1",
+                   "DATABASE_URL": "postgres://k8s-check@127.0.0.1:1/none", "RUST_LOG": "off",
+                   "OTEL_SERVICE_NAME": "onhand-toolbox"}
+
+    def check_onhand(line: str, args: list[str], env: dict) -> None:
+        nonlocal checked
+        checked += 1
+        r = run([str(onhand), *args, "--help"], env=env)
+        if r.returncode != 0:
+            err = (r.stderr or r.stdout).strip().splitlines()
+            problem(f"docs/OPERATIONS.md: `onhand {' '.join(args)}` is not a command onhand accepts: {err[0] if err else r.returncode}")
+            return
+        try:
+            r = run([str(onhand), *args], env=env, timeout=60)
+        except subprocess.TimeoutExpired:
+            return
+        if r.returncode == 2:
+            err = [l for l in r.stderr.splitlines() if l.strip()]
+            problem(f"docs/OPERATIONS.md: `{line}`: onhand rejects these arguments in the pod's environment ({', '.join(sorted(k for k in env if k != 'PATH'))}): {err[0] if err else ''}")
+
+    def onhand_invocations(line: str, words: list[str], env: dict) -> None:
+        for i, w in enumerate(words):
+            if w == "sh" and i + 2 < len(words) and words[i + 1] == "-c":
+                for part in re.split(r"&&|;|\|\|", words[i + 2]):
+                    onhand_invocations(line, shlex.split(part), env)
+                return
+            if w == "onhand" and (i == 0 or words[i - 1] in ("--", "env") or re.fullmatch(r"[A-Z_]+=.*", words[i - 1]) or words[i - 2:i - 1] == ["-u"]):
+                prefix = words[:i]
+                e = dict(env)
+                if "env" in prefix:
+                    rest = prefix[prefix.index("env") + 1:]
+                    j = 0
+                    while j < len(rest):
+                        if rest[j] == "-u" and j + 1 < len(rest):
+                            e.pop(rest[j + 1], None)
+                            j += 2
+                            continue
+                        if "=" in rest[j]:
+                            k, v = rest[j].split("=", 1)
+                            e[k] = v.replace("$NATS_URL", env.get("NATS_URL", ""))
+                        j += 1
+                args = words[i + 1:]
+                args = args[: next((j for j, a in enumerate(args) if a in ("|", ">", "&&", ";")), len(args))]
+                args = [a.replace("$NATS_URL", env.get("NATS_URL", "")) for a in args]
+                check_onhand(line, args, e)
+                return
+
     for line in commands:
         try:
             words = shlex.split(line)
         except ValueError as e:
             problem(f"docs/OPERATIONS.md: cannot parse `{line}`: {e}")
             continue
-        # Every onhand invocation, alone or after `kubectl exec … --`.
-        for i, w in enumerate(words):
-            if w == "onhand" and (i == 0 or words[i - 1] == "--"):
-                args = words[i + 1:]
-                args = args[: next((j for j, a in enumerate(args) if a in ("|", ">", "&&", ";")), len(args))]
-                r = run([str(onhand), *args, "--help"], env={"PATH": os.environ.get("PATH", "")})
-                checked += 1
-                if r.returncode != 0:
-                    err = (r.stderr or r.stdout).strip().splitlines()
-                    problem(f"docs/OPERATIONS.md: `onhand {' '.join(args)}` is not a command onhand accepts: {err[0] if err else r.returncode}")
+        in_pod = "exec" in words and "--" in words
+        onhand_invocations(line, words, toolbox_env if in_pod else {"PATH": os.environ.get("PATH", ""), "RUST_LOG": "off"})
         if words and words[0] in ("kubectl", "kustomize", "helm"):
             checked += 1
             if "set" in words and "env" in words:
