@@ -69,16 +69,6 @@ pub fn env_secret(name: &str) -> Result<Option<SecretString>, ConfigError> {
     Ok(lookup(name)?.map(SecretString::from))
 }
 
-/// The servers of a `NATS_URL`: one URL, or several separated by commas (the NATS
-/// clients' convention; e.g. the nodes of a cluster, so a process that starts while one
-/// is down connects to another). Parts are trimmed; empty ones are dropped.
-pub fn nats_servers(url: &str) -> Vec<&str> {
-    url.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 /// `Some(value)` when set and non-empty, `None` when unset or empty.
 fn lookup(name: &str) -> Result<Option<String>, ConfigError> {
     match env::var(name) {
@@ -108,15 +98,6 @@ mod tests {
     use secrecy::ExposeSecret;
 
     const UNSET: &str = "ONHAND_TEST_SURELY_UNSET_7f3a9c";
-
-    #[test]
-    fn nats_servers_splits_a_comma_separated_list() {
-        assert_eq!(nats_servers("nats://a:4222"), ["nats://a:4222"]);
-        assert_eq!(
-            nats_servers("nats://a:4222, nats://b:4223,,nats://c:4224 "),
-            ["nats://a:4222", "nats://b:4223", "nats://c:4224"]
-        );
-    }
 
     #[test]
     fn unset_uses_default_or_reports_missing() {

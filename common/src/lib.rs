@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod config;
 pub mod event;
+pub mod nats_url;
 pub mod policy;
 mod policy_env;
 pub mod shutdown;
@@ -22,6 +23,7 @@ mod event_schema_tests;
 
 pub use config::ConfigError;
 pub use event::{EventError, EventType, InventoryEvent, ReleaseReason, decode_event, now_micros};
+pub use nats_url::NatsUrl;
 pub use policy::{ChannelPolicy, PolicyError, PolicySteps, channel_quantity, explain};
 pub use sku::{MAX_SKU_BYTES, Sku, SkuError};
 pub use stock::{StockState, WarehouseStock};

@@ -30,18 +30,10 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    NatsUrl(#[from] onhand_common::ConfigError),
     #[error("invalid NATS_URL or NATS options")]
     Nats(#[source] async_nats::ConnectError),
-}
-
-/// A URL without its `user:password@` part, for logs.
-fn redact_userinfo(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// A built ledger, bound to its port, ready to run.
@@ -78,9 +70,10 @@ pub async fn build(
     shutdown: CancellationToken,
 ) -> Result<LedgerApp, StartupError> {
     crate::metrics::install();
+    let nats_url = onhand_common::NatsUrl::parse("NATS_URL", &config.nats_url)?;
     tracing::info!(
         listen_addr = %config.listen_addr,
-        nats_url = %redact_userinfo(&config.nats_url),
+        nats_url = %nats_url,
         warehouses = ?config.warehouses,
         tokens = ?config.tokens.names(),
         channels = ?config.policies.keys().collect::<Vec<_>>(),
@@ -109,10 +102,10 @@ pub async fn build(
         .into_iter()
         .collect();
     // NATS may be down: the ledger still takes writes, the outbox holds them for the relay.
-    let nats = async_nats::ConnectOptions::new()
-        .name("onhand-ledger")
+    let nats = nats_url
+        .options("onhand-ledger")
         .retry_on_initial_connect()
-        .connect(onhand_common::config::nats_servers(&config.nats_url))
+        .connect(nats_url.servers())
         .await
         .map_err(StartupError::Nats)?;
     let listener = TcpListener::bind(config.listen_addr)
@@ -200,22 +193,5 @@ impl LedgerApp {
         tasks.wait().await;
         self.state.ledger.pool.close().await;
         served
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_userinfo;
-
-    #[test]
-    fn credentials_never_reach_the_log() {
-        assert_eq!(
-            redact_userinfo("nats://u:p@nats:4222"),
-            "nats://***@nats:4222"
-        );
-        assert_eq!(
-            redact_userinfo("nats://127.0.0.1:4222"),
-            "nats://127.0.0.1:4222"
-        );
     }
 }

@@ -101,7 +101,11 @@ impl LedgerConfig {
         });
         Ok(Self {
             database_url,
-            nats_url: env_or("NATS_URL", "nats://127.0.0.1:4222".to_owned())?,
+            nats_url: {
+                let url = env_or("NATS_URL", "nats://127.0.0.1:4222".to_owned())?;
+                onhand_common::NatsUrl::parse("NATS_URL", &url)?;
+                url
+            },
             listen_addr: env_or(&var("LISTEN_ADDR"), SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             tokens,
             warehouses,

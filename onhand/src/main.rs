@@ -345,9 +345,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn jetstream(nats_url: &str) -> anyhow::Result<async_nats::jetstream::Context> {
-    let client = async_nats::connect(nats_url)
+    let url = onhand_common::NatsUrl::parse("NATS_URL", nats_url)?;
+    let client = url
+        .connect("onhand")
         .await
-        .with_context(|| format!("connecting to NATS at {nats_url}"))?;
+        .with_context(|| format!("connecting to NATS at {url}"))?;
     Ok(async_nats::jetstream::new(client))
 }
 

@@ -35,11 +35,11 @@ impl Target {
     async fn jetstream(
         &self,
     ) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context)> {
-        let client = async_nats::ConnectOptions::new()
-            .name(format!("onhand-projector-{}", self.channel))
-            .connect(onhand_common::config::nats_servers(&self.nats_url))
+        let url = onhand_common::NatsUrl::parse("NATS_URL", &self.nats_url)?;
+        let client = url
+            .connect(format!("onhand-projector-{}", self.channel))
             .await
-            .with_context(|| format!("connecting to NATS at {}", self.nats_url))?;
+            .with_context(|| format!("connecting to NATS at {url}"))?;
         let js = async_nats::jetstream::new(client.clone());
         Ok((client, js))
     }

@@ -486,7 +486,9 @@ async fn dlq_stream(nats_url: Option<&str>) -> (Option<Stream>, Option<String>) 
         return (None, Some("dead letters not read (no --nats-url)".into()));
     };
     let connect = async {
-        let client = async_nats::connect(url).await?;
+        let client = onhand_common::NatsUrl::parse("--nats-url", url)?
+            .connect("onhand-top")
+            .await?;
         let js = async_nats::jetstream::new(client);
         Ok::<_, async_nats::Error>(js.get_stream(onhand_streams::names::DLQ_STREAM).await?)
     };

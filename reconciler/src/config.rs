@@ -60,6 +60,7 @@ impl ReconcileConfig {
             name: "DATABASE_URL".to_owned(),
         })?;
         let nats_url: String = env_or("NATS_URL", "nats://127.0.0.1:4222".to_owned())?;
+        onhand_common::NatsUrl::parse("NATS_URL", &nats_url)?;
         let d = Self::new(database_url, nats_url);
         let var = |k: &str| format!("ONHAND_RECONCILE__{k}");
         let settle: Option<u64> =

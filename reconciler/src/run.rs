@@ -40,6 +40,8 @@ pub enum StartupError {
     Database(#[source] sqlx::Error),
     #[error("cannot apply the ledger's database migrations (reconcile_runs lives there)")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    NatsUrl(#[from] onhand_common::ConfigError),
     #[error("cannot connect to NATS at {url}")]
     Nats {
         url: String,
@@ -80,12 +82,12 @@ impl Reconciler {
     pub async fn connect(config: ReconcileConfig) -> Result<Self, StartupError> {
         let pool = connect_database(&config.database_url).await?;
         onhand_ledger::app::MIGRATOR.run(&pool).await?;
-        let client = async_nats::ConnectOptions::new()
-            .name("onhand-reconciler")
-            .connect(onhand_common::config::nats_servers(&config.nats_url))
+        let nats_url = onhand_common::NatsUrl::parse("NATS_URL", &config.nats_url)?;
+        let client = nats_url
+            .connect("onhand-reconciler")
             .await
             .map_err(|source| StartupError::Nats {
-                url: config.nats_url.clone(),
+                url: nats_url.to_string(),
                 source,
             })?;
         Self::new(pool, async_nats::jetstream::new(client), config).await
