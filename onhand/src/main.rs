@@ -74,8 +74,17 @@ enum Top {
     Projector {
         #[command(subcommand)]
         command: Option<ProjectorCommand>,
-        #[command(flatten)]
-        target: Option<projector_cli::Target>,
+        // Not a flattened `Option<Target>`: an env-provided NATS_URL would make that group
+        // present and its `--channel` required even before `rebuild` (its own --channel).
+        /// The channel's name (its settings: ONHAND_CHANNEL__<NAME>__*).
+        #[arg(long)]
+        channel: Option<String>,
+        /// An env file of ONHAND_CHANNEL__ settings (a mounted ConfigMap); the environment wins.
+        #[arg(long, env = "ONHAND_CHANNEL_FILE")]
+        channel_file: Option<std::path::PathBuf>,
+        /// The NATS server(s), comma-separated; `nats://user:password@host:port` logs in.
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
     },
     /// Dead letters of a channel's projector (inventory.dlq.<channel>).
     Dlq {
@@ -306,11 +315,21 @@ async fn main() -> anyhow::Result<()> {
         }
         Top::Projector {
             command: None,
-            target: Some(target),
-        } => projector_cli::run(&target, None).await,
+            channel: Some(channel),
+            channel_file,
+            nats_url,
+        } => {
+            let target = projector_cli::Target {
+                channel,
+                channel_file,
+                nats_url,
+            };
+            projector_cli::run(&target, None).await
+        }
         Top::Projector {
             command: None,
-            target: None,
+            channel: None,
+            ..
         } => {
             anyhow::bail!("--channel is required (or a subcommand: rebuild)")
         }

@@ -21,7 +21,7 @@ pub struct Target {
     /// An env file of ONHAND_CHANNEL__ settings (a mounted ConfigMap); the environment wins.
     #[arg(long, env = "ONHAND_CHANNEL_FILE")]
     pub channel_file: Option<PathBuf>,
-    /// The NATS server.
+    /// The NATS server(s), comma-separated; `nats://user:password@host:port` logs in.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 }

@@ -16,11 +16,11 @@ pub(crate) fn service_name(command: &Top) -> String {
         Top::Projector {
             command: Some(ProjectorCommand::Rebuild { target, .. }),
             ..
-        }
-        | Top::Projector {
-            target: Some(target),
-            ..
         } => return format!("onhand-projector-{}", target.channel),
+        Top::Projector {
+            channel: Some(channel),
+            ..
+        } => return format!("onhand-projector-{channel}"),
         Top::Projector { .. } => "projector",
         Top::Dlq {
             command: DlqCommand::List { target, .. } | DlqCommand::Replay { target },
