@@ -22,7 +22,13 @@ fn onhand(args: &[&str], nats_url: Option<&str>) -> Output {
 fn rebuild_parses_with_nats_url_set_or_not() {
     for nats_url in [None, Some("nats://127.0.0.1:1")] {
         let out = onhand(
-            &["projector", "rebuild", "--channel", "nochannel", "--dry-run"],
+            &[
+                "projector",
+                "rebuild",
+                "--channel",
+                "nochannel",
+                "--dry-run",
+            ],
             nats_url,
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
