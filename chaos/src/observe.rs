@@ -279,6 +279,17 @@ pub async fn outbox(database_url: &str) -> anyhow::Result<(i64, i64)> {
     Ok(counts)
 }
 
+/// Reservations still active (carts not yet expired, released or ordered).
+pub async fn active_reservations(database_url: &str) -> anyhow::Result<i64> {
+    use sqlx::Connection as _;
+    let mut conn = connect(database_url).await?;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE state = 'active'")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(n)
+}
+
 /// The newest outbox row of `subject`: its id.
 pub async fn newest_row(database_url: &str, subject: &str) -> anyhow::Result<Option<i64>> {
     use sqlx::Connection as _;
@@ -409,6 +420,8 @@ pub async fn dead_letters(world: &World, channel: &str) -> anyhow::Result<usize>
 pub struct Reconciled {
     pub channel: String,
     pub counts: ReconcileCounts,
+    /// The worst SKUs, as the report lists them (verdict, why, quantities).
+    pub rows: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -462,20 +475,23 @@ pub async fn reconcile_while_down(
     }
 }
 
-/// `onhand reconcile --all --settle-secs <settle>`, its exit code and per-channel counts.
-pub async fn reconcile(world: &World, settle_secs: u64) -> anyhow::Result<ReconcileRun> {
-    let report = world.dir.join("reconcile-report.json");
+/// `onhand reconcile --all` (with `--settle-secs` when given, else each channel kind's
+/// default window): its exit code and per-channel counts. The JSON report is kept in the
+/// run directory as `reconcile-<label>.json`.
+pub async fn reconcile(
+    world: &World,
+    settle_secs: Option<u64>,
+    label: &str,
+) -> anyhow::Result<ReconcileRun> {
+    let report = world.dir.join(format!("reconcile-{label}.json"));
     let started = Instant::now();
     let mut command = world.onhand();
     command
-        .args([
-            "reconcile",
-            "--all",
-            "--settle-secs",
-            &settle_secs.to_string(),
-            "--report",
-        ])
+        .args(["reconcile", "--all", "--report"])
         .arg(&report);
+    if let Some(secs) = settle_secs {
+        command.args(["--settle-secs", &secs.to_string()]);
+    }
     let out =
         crate::procs::output(command, crate::procs::COMMAND_TIMEOUT, "onhand reconcile").await?;
     let seconds = started.elapsed().as_secs_f64();
@@ -488,10 +504,115 @@ pub async fn reconcile(world: &World, settle_secs: u64) -> anyhow::Result<Reconc
             )
         })?)
         .context("parsing the reconcile report")?;
-    std::fs::remove_file(&report)?;
-    Ok(ReconcileRun {
+    let run = ReconcileRun {
         exit_code,
         seconds,
         channels: parsed.channels,
-    })
+    };
+    for c in &run.channels {
+        for row in c.rows.iter().filter(|r| r["verdict"] == "drift") {
+            say!(
+                "  drift reported ({}): {}: {row}",
+                report.display(),
+                c.channel
+            );
+            if let Some(sku) = row["sku"].as_str() {
+                save_drift_evidence(world, &c.channel, sku, label).await;
+            }
+        }
+    }
+    Ok(run)
+}
+
+/// For a SKU the reconciler calls drifted: the channel's accepted writes of it, what the
+/// ledger's explain says now, and the projector's log lines about it, in
+/// `drift-<label>-<channel>-<sku>.txt` (best effort: this is for a human afterwards).
+async fn save_drift_evidence(world: &World, channel: &str, sku: &str, label: &str) {
+    let mut text = String::new();
+    let writes = world
+        .http
+        .get(format!("{}/admin/{channel}/writes", world.sandbox_url))
+        .send()
+        .await;
+    if let Ok(r) = writes
+        && let Ok(v) = r.json::<serde_json::Value>().await
+        && let Some(all) = v["writes"].as_array()
+    {
+        text.push_str("sandbox writes:\n");
+        for w in all.iter().filter(|w| w["sku"] == sku) {
+            text.push_str(&format!("  {w}\n"));
+        }
+    }
+    let explain = world
+        .http
+        .get(format!(
+            "{}/v1/stock/{sku}/explain?channel={channel}",
+            world.ledger_url
+        ))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await;
+    if let Ok(r) = explain
+        && let Ok(body) = r.text().await
+    {
+        text.push_str(&format!("ledger explain now:\n  {body}\n"));
+    }
+    let log = world.dir.join(format!("projector-{channel}.log"));
+    let quoted = format!("\"{sku}\"");
+    text.push_str("projector log lines:\n");
+    for line in std::fs::read_to_string(&log).unwrap_or_default().lines() {
+        if line.contains(&quoted) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let path = world.dir.join(format!("drift-{label}-{channel}-{sku}.txt"));
+    if let Err(err) = std::fs::write(&path, text) {
+        say!("  could not write {}: {err}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# HELP onhand_projector_event_lag_seconds lag\n\
+        # TYPE onhand_projector_event_lag_seconds gauge\n\
+        onhand_projector_event_lag_seconds{channel=\"shopify\"} 61.5\n\
+        onhand_projector_event_lag_seconds{channel=\"woocommerce\"} 0\n\
+        onhand_projector_events_total{channel=\"shopify\",outcome=\"retried\"} 7\n\
+        onhand_projector_events_total{channel=\"shopify\",outcome=\"applied\"} 100\n\
+        onhand_outbox_backlog 3\n";
+
+    #[test]
+    fn metric_picks_the_sample_with_the_label() {
+        assert_eq!(
+            metric(TEXT, LAG_METRIC, Some(("channel", "shopify"))),
+            Some(61.5)
+        );
+        assert_eq!(
+            metric(TEXT, LAG_METRIC, Some(("channel", "woocommerce"))),
+            Some(0.0)
+        );
+        assert_eq!(metric(TEXT, LAG_METRIC, Some(("channel", "ebay"))), None);
+    }
+
+    #[test]
+    fn metric_sums_every_matching_series() {
+        assert_eq!(
+            metric(TEXT, "onhand_projector_events_total", None),
+            Some(107.0)
+        );
+        assert_eq!(
+            metric(
+                TEXT,
+                "onhand_projector_events_total",
+                Some(("outcome", "retried"))
+            ),
+            Some(7.0)
+        );
+        assert_eq!(metric(TEXT, "onhand_outbox_backlog", None), Some(3.0));
+        // A name that is a prefix of another is not that other.
+        assert_eq!(metric(TEXT, "onhand_outbox", None), None);
+    }
 }

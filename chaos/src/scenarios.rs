@@ -359,7 +359,13 @@ async fn finish_fault(
         .map(|c| (c.to_owned(), samples.max_lag_since(c, b.at)))
         .collect();
     drop(samples);
-    let reconcile = observe::reconcile(world, 15).await?;
+    // The reconciler's own settle windows (the CronJob's configuration), under load.
+    let label: String = name
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("-");
+    let reconcile = observe::reconcile(world, None, &label).await?;
     say!(
         "  onhand reconcile --all: exit {} in {:.1}s ({})",
         reconcile.exit_code,

@@ -317,3 +317,32 @@ fn copy_with_replicas(from: &Path, to: &Path, replicas: u64) -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `num_replicas` in the copies is 3, and nothing else changed.
+    #[test]
+    fn r3_definitions_set_every_replica_count_to_three() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let copied = r3_definitions(dir.path()).expect("copy");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../streams/definitions");
+        let mut files = 0;
+        for sub in ["streams", "kv"] {
+            for entry in std::fs::read_dir(source.join(sub)).expect("read") {
+                let path = entry.expect("entry").path();
+                let read = |p: &Path| -> serde_json::Value {
+                    serde_json::from_slice(&std::fs::read(p).expect("read")).expect("json")
+                };
+                let mut original = read(&path);
+                let copy = read(&copied.join(sub).join(path.file_name().expect("name")));
+                assert_eq!(copy["num_replicas"], 3, "{}", path.display());
+                original["num_replicas"] = 3.into();
+                assert_eq!(copy, original, "{}", path.display());
+                files += 1;
+            }
+        }
+        assert!(files >= 5, "only {files} definitions found");
+    }
+}
