@@ -78,9 +78,10 @@ pub fn ingest_message(outcome: &'static str) {
 
 /// The `/metrics` text: process metrics, then the books' gauges read now.
 pub async fn render(pool: &PgPool) -> Result<String, LedgerError> {
-    let (backlog, pressure, oversold, cart, checkout): (i64, f64, i64, i64, i64) = sqlx::query_as(
+    let (backlog, oldest, pressure, oversold, cart, checkout): (i64, f64, f64, i64, i64, i64) = sqlx::query_as(
         "SELECT
            (SELECT count(*) FROM outbox WHERE published_at IS NULL),
+           (SELECT coalesce(extract(epoch FROM clock_timestamp() - min(created_at))::float8, 0) FROM outbox WHERE published_at IS NULL),
            (SELECT coalesce(sum(reserved + pending)::float8 / nullif(sum(on_hand), 0), 0) FROM stock WHERE on_hand > 0),
            (SELECT count(*) FROM oversells),
            (SELECT count(*) FROM reservations WHERE state = 'active' AND kind = 'cart'),
@@ -94,6 +95,9 @@ pub async fn render(pool: &PgPool) -> Result<String, LedgerError> {
         "# HELP onhand_outbox_backlog Outbox rows not yet acknowledged by JetStream.\n\
          # TYPE onhand_outbox_backlog gauge\n\
          onhand_outbox_backlog {backlog}\n\
+         # HELP onhand_outbox_oldest_age_seconds Age of the oldest outbox row not yet acknowledged by JetStream (0 when none).\n\
+         # TYPE onhand_outbox_oldest_age_seconds gauge\n\
+         onhand_outbox_oldest_age_seconds {oldest}\n\
          # HELP onhand_reservation_pressure (reserved + pending) / on_hand over all stock.\n\
          # TYPE onhand_reservation_pressure gauge\n\
          onhand_reservation_pressure {pressure}\n\

@@ -100,7 +100,26 @@ pub async fn watch_lag(
             }
             Err(err) => tracing::debug!(error = %err, "lag not sampled"),
         }
+        match dlq_depth(&js, &channel).await {
+            Ok(depth) => metrics::dlq_depth(&channel, depth),
+            Err(err) => tracing::debug!(error = %err, "dead-letter depth not sampled"),
+        }
     }
+}
+
+/// Dead letters of `channel` in `INVENTORY_DLQ` now (its subject's message count).
+pub async fn dlq_depth(js: &Context, channel: &str) -> Result<u64, async_nats::Error> {
+    use futures::TryStreamExt as _;
+    let subject = crate::dlq::subject(channel);
+    let stream = js.get_stream(onhand_streams::names::DLQ_STREAM).await?;
+    let mut counts = stream.info_with_subjects(&subject).await?;
+    let mut depth = 0;
+    while let Some((name, count)) = counts.try_next().await? {
+        if name == subject {
+            depth += count as u64;
+        }
+    }
+    Ok(depth)
 }
 
 /// (pending, lag seconds) now.

@@ -78,6 +78,11 @@ pub fn lag(channel: &str, seconds: f64) {
     gauge!("onhand_projector_event_lag_seconds", "channel" => channel.to_owned()).set(seconds);
 }
 
+/// Dead letters of the channel waiting in `INVENTORY_DLQ` (replayed or purged ones leave).
+pub fn dlq_depth(channel: &str, n: u64) {
+    gauge!("onhand_projector_dlq_depth", "channel" => channel.to_owned()).set(n as f64);
+}
+
 pub fn pending(channel: &str, n: u64) {
     gauge!("onhand_projector_pending", "channel" => channel.to_owned()).set(n as f64);
 }

@@ -140,6 +140,15 @@ async fn nats_stopped_and_restarted_mid_run_loses_nothing() {
         .and_then(|v| v.parse().ok())
         .expect("backlog gauge");
     assert!(backlog >= 40, "backlog gauge {backlog}");
+    let oldest: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("onhand_outbox_oldest_age_seconds "))
+        .and_then(|v| v.parse().ok())
+        .expect("oldest age gauge");
+    assert!(
+        oldest > 0.0,
+        "the oldest unpublished row has an age: {oldest}"
+    );
     t.nats.start_again().await;
     writer.await.expect("writer");
     t.drained().await;

@@ -94,6 +94,19 @@ async fn poison_messages_are_dead_lettered_and_the_consumer_keeps_going() {
         .await
         .expect("sample");
     assert_eq!((pending, lag), (0, 0.0));
+    // The depth the projector reports: this channel's six, not another channel's.
+    assert_eq!(
+        onhand_projector::consumer::dlq_depth(&h.js, "webhook")
+            .await
+            .expect("depth"),
+        poison.len() as u64
+    );
+    assert_eq!(
+        onhand_projector::consumer::dlq_depth(&h.js, "shopify")
+            .await
+            .expect("depth"),
+        0
+    );
 }
 
 #[tokio::test]
