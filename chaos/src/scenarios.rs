@@ -50,11 +50,11 @@ impl Profile {
             name: "short",
             skus: 100,
             rate: 25.0,
-            warmup: Duration::from_secs(10),
+            warmup: Duration::from_secs(5),
             node_down: Duration::from_secs(10),
             cluster_down: Duration::from_secs(5),
             pg_down: Duration::from_secs(5),
-            faulty_after: Duration::from_secs(10),
+            faulty_after: Duration::from_secs(5),
             outage: Duration::from_secs(75),
         }
     }

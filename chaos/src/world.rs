@@ -86,8 +86,7 @@ impl World {
         apply
             .args(["streams", "apply", "--dir"])
             .arg(&defs)
-            // `streams apply` takes one server; the stream is created cluster-wide.
-            .args(["--nats-url", &cluster.url(0)]);
+            .args(["--nats-url", &cluster.urls()]);
         let out = output(apply, COMMAND_TIMEOUT, "onhand streams apply").await?;
         if !out.status.success() {
             bail!(
