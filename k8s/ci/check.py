@@ -24,6 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 import envvars  # noqa: E402
+import podenv  # noqa: E402
 
 # Kubernetes versions the manifests must be valid for: the oldest and newest schemas we pin.
 K8S_VERSIONS = ("1.30.0", "1.37.0")
@@ -217,9 +218,26 @@ def check_env(rel: str, docs: list[dict], cat: envvars.EnvCatalog) -> None:
         for c in pod.get("containers", []):
             cw = f"{rel}: {ident(d)} container {c.get('name')}"
             subcommand = (c.get("args") or [""])[0]
+            # `$(NAME)` in a value: Kubernetes expands it only when NAME is defined before
+            # (envFrom, or an earlier entry); otherwise the binary gets the text as written.
+            defined = {k for ef in c.get("envFrom", []) if "configMapRef" in ef
+                       for k in (resolve_configmap(docs, ef["configMapRef"]["name"]) or {})}
+            composed: set[str] = set()
+            for e in c.get("env", []):
+                for ref in podenv.references(e.get("value")):
+                    if ref not in defined:
+                        problem(f"{cw}: {e['name']} refers to $({ref}), which is not defined before it in the container: Kubernetes would pass the text as written")
+                    composed.add(ref)
+                defined.add(e["name"])
             for name, _, source in container_env(docs, c):
                 if not cat.knows(name):
-                    problem(f"{cw}: sets {name} ({source}), which onhand never reads")
+                    # A variable that only serves to compose another (NATS_URL from
+                    # NATS_USER, NATS_PASSWORD, NATS_SERVER) is fine, unless its name says
+                    # it is onhand's setting.
+                    if name in composed and not name.startswith("ONHAND_"):
+                        continue
+                    problem(f"{cw}: sets {name} ({source}), which onhand never reads" +
+                            (" (nor does any $(...) in this container use it)" if name not in composed else ""))
                     continue
                 m = re.match(r"ONHAND_([A-Z]+)__", name)
                 setting = cat.channel_setting(name)
@@ -299,6 +317,7 @@ def check_nats_values(root: Path, kinds: dict[str, str]) -> None:
             f"$JS.API.CONSUMER.MSG.NEXT.INVENTORY.projector-{ch}",
             f"$JS.ACK.INVENTORY.projector-{ch}.>",
             f"$JS.API.CONSUMER.INFO.INVENTORY.projector-{ch}",
+            "$JS.API.STREAM.INFO.INVENTORY_DLQ",  # onhand_projector_dlq_depth
             f"$KV.onhand_watermarks.{ch}.>",
             f"inventory.dlq.{ch}",
         }
@@ -317,6 +336,65 @@ def check_nats_values(root: Path, kinds: dict[str, str]) -> None:
                 problem(f"k8s/nats/values.yaml: projector-{ch} may publish {s}: operators' rights belong to the ops user")
         if sub != {"_INBOX.>"}:
             problem(f"k8s/nats/values.yaml: projector-{ch} subscribes to {sorted(sub)}; it needs only _INBOX.> (JetStream replies)")
+
+
+# The NATS user (k8s/nats/values.yaml) of each workload, by its component label; a
+# projector's is projector-<its channel>.
+NATS_USER_OF = {"ledger": "ledger", "storefront": "storefront", "streams-apply": "streams-admin",
+                "reconciler": "reconciler", "toolbox": "ops"}
+# A password goes into NATS_URL as it is (Kubernetes does not percent-encode $(VAR)), so it
+# may hold only characters a URL's userinfo takes literally.
+URL_SAFE_PASSWORD = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def nats_values_users(root: Path) -> set[str]:
+    merge = yaml.safe_load((root / "k8s" / "nats" / "values.yaml").read_text())["config"]["merge"]
+    return {u["user"] for acc in merge["accounts"].values() for u in acc.get("users", [])}
+
+
+def check_nats_logins(rel: str, docs: list[dict], users: set[str], nats_passwords: dict[str, str]) -> None:
+    """Every workload's NATS_URL, composed as Kubernetes does, logs in as its own NATS user,
+    with a password from a Secret; where the Secret is rendered (dev), the password is the
+    one the NATS server gets for that user (Secret nats-users, k8s/overlays/dev/nats)."""
+    no_secrets = [d for d in docs if d.get("kind") != "Secret"]
+    for d in docs:
+        pod = pod_spec(d)
+        if pod is None:
+            continue
+        labels = pod_labels(d)
+        component = labels.get("app.kubernetes.io/component")
+        want = f"projector-{labels.get('onhand.io/channel')}" if component == "projector" else NATS_USER_OF.get(component)
+        for c in pod.get("containers", []):
+            cw = f"{rel}: {ident(d)} container {c.get('name')}"
+            env = podenv.resolve(docs, c)
+            if "NATS_URL" not in env:
+                if want:
+                    problem(f"{cw}: no NATS_URL: it cannot log in as NATS user {want}")
+                continue
+            if "$(" in env["NATS_URL"]:
+                continue  # a reference Kubernetes would not expand: reported by check_env
+            login = podenv.nats_login(env["NATS_URL"])
+            if login is None:
+                problem(f"{cw}: NATS_URL {env['NATS_URL']!r} carries no user and password: the NATS cluster of k8s/nats/values.yaml refuses it")
+                continue
+            user, password = login
+            if want is None:
+                problem(f"{cw}: logs in to NATS as {user}, but check.py knows no NATS user for component {component!r} (NATS_USER_OF)")
+            elif user != want:
+                problem(f"{cw}: logs in to NATS as {user}, expected its own user {want}")
+            if user not in users:
+                problem(f"{cw}: logs in to NATS as {user}, a user k8s/nats/values.yaml does not define")
+            shown = podenv.nats_login(podenv.resolve(no_secrets, c)["NATS_URL"])
+            if not shown or not shown[1].startswith("<secret "):
+                problem(f"{cw}: NATS_URL's password is written in the manifest; it must come from a Secret (secretKeyRef)")
+            if password.startswith("<secret "):
+                continue  # not in git (prod): created by the operator
+            if not URL_SAFE_PASSWORD.fullmatch(password):
+                problem(f"{cw}: the NATS password of {user} has characters a URL would need escaped; $(...) composition does not escape them")
+            if user in nats_passwords and nats_passwords[user] != password:
+                problem(f"{cw}: logs in as {user} with a password that is not nats-users' {user} key: the server would refuse it")
+            elif user not in nats_passwords:
+                problem(f"{cw}: the rendered Secret nats-users has no key {user}")
 
 
 def check_streams_r3(root: Path) -> None:
@@ -466,7 +544,7 @@ def check_operations(root: Path, onhand: Path, names: set[str], cat: envvars.Env
     checked = 0
     # The toolbox's environment (k8s/channel/toolbox.yaml), pointing nowhere: a command that
     # parses fails later (no channel settings, nothing listening), one that does not exits 2.
-    toolbox_env = {"PATH": os.environ.get("PATH", ""), "NATS_URL": "nats://127.0.0.1:1",
+    toolbox_env = {"PATH": os.environ.get("PATH", ""), "NATS_URL": "nats://ops:k8s-check@127.0.0.1:1",
                    "DATABASE_URL": "postgres://k8s-check@127.0.0.1:1/none", "RUST_LOG": "off",
                    "OTEL_SERVICE_NAME": "onhand-toolbox"}
 
@@ -582,6 +660,12 @@ def main() -> int:
                 problem(f"{rel}/{name}: a channel directory the overlay does not deploy (list it under resources:, or name its directory after its channel)")
         print(f"check-k8s: {rel}: {len(docs)} objects, channels {sorted(channels_of(docs))}", file=sys.stderr)
     check_nats_values(root, all_channels)
+    nats_passwords: dict[str, str] = {}
+    for docs in docs_by_overlay.values():
+        nats_passwords |= podenv.data_of(docs, "Secret", "nats-users") or {}
+    users = nats_values_users(root)
+    for rel, docs in docs_by_overlay.items():
+        check_nats_logins(rel, docs, users, nats_passwords)
     check_streams_r3(root)
     groups = rule_groups(docs_by_overlay, root)
     check_rules(root, a.promtool, groups, exported)
