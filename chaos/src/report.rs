@@ -72,7 +72,7 @@ pub fn render(
     )?;
     writeln!(
         o,
-        "- Postgres: `{}`, an instance of the run's own (initdb in a temp directory, a free port)",
+        "- Postgres: `{}`, an instance of the run's own (initdb in the run directory, a free port; not the machine's shared server)",
         info.postgres_version
     )?;
     writeln!(
@@ -89,11 +89,11 @@ pub fn render(
     writeln!(
         o,
         "Recovered = a receipt written after the fault went through the ledger, Postgres, the relay and NATS and was acknowledged by every projector (an end-to-end probe, retried until the ledger takes it); then every NATS node healthy, the ledger and every projector ready, the outbox backlog and every consumer's pending under 100 messages, the oldest unacknowledged event of every consumer at most 2 s old and every projector's `onhand_projector_event_lag_seconds` at most 2 s. *Served while down*: the same, with the killed node still down. No step is manual: the harness only kills and starts the faulty part.\n\n\
-         Messages a projector had in hand when the whole cluster went down are acknowledged (or nak'd) into the void; the stream hands them out again after the consumer's ack wait (30 s by default, `ONHAND_PROJECTOR__ACK_WAIT_SECS`), which bounds that recovery. While Postgres is down the ledger refuses writes (5xx) and `onhand reconcile` exits non-zero; the relay and the sweeper reconnect by themselves.\n"
+         When the node that dies leads the stream, a projector's consumer or the watermarks bucket, or when the whole cluster goes down, the acks, naks and watermark writes a projector sends meanwhile go into the void; the stream hands those messages out again after the consumer's ack wait (30 s by default, `ONHAND_PROJECTOR__ACK_WAIT_SECS`), which bounds those recoveries (the lags of about 30 s below). While Postgres is down the ledger refuses writes (5xx) and `onhand reconcile` exits non-zero; the relay and the sweeper reconnect by themselves.\n"
     )?;
     writeln!(
         o,
-        "| fault | down | served while down | recovered after restart | fault to recovered | max lag shopify / woocommerce / bigcommerce | ledger requests ok / failed (5xx, timeouts) | events produced | relay errors | reconcile after |"
+        "| fault | down | served while down | recovered after restart | fault to recovered | max lag shopify / woocommerce / bigcommerce | ledger requests ok / failed or skipped (5xx, timeouts, every slot busy) | events produced | relay errors | reconcile after |"
     )?;
     writeln!(o, "|---|---|---|---|---|---|---|---|---|---|")?;
     for f in &outcome.faults {
