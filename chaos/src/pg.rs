@@ -25,6 +25,8 @@ pub struct Postgres {
     /// Run the server binaries as this user (when the harness is root).
     user: Option<String>,
     proc: Option<Proc>,
+    /// The data and socket directory when it is not the run directory (removed on drop).
+    _scratch: Option<tempfile::TempDir>,
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` with a `postgres` binary.
@@ -55,21 +57,37 @@ impl Postgres {
     pub async fn start(bin_dir: &Path, dir: &Path) -> anyhow::Result<Postgres> {
         std::fs::create_dir_all(dir)?;
         let user = running_as_root().then(|| "postgres".to_owned());
+        // As root the server runs as `postgres`, which may not be allowed to reach the run
+        // directory (a checkout in a private home, or under a 0700 mktemp directory): its
+        // data and socket then live in a directory of their own under the system temp dir.
+        let scratch = match &user {
+            Some(_) => Some(
+                tempfile::Builder::new()
+                    .prefix("onhand-chaos-pg-")
+                    .tempdir()
+                    .context("creating Postgres's directory under the temp dir")?,
+            ),
+            None => None,
+        };
+        let home = scratch
+            .as_ref()
+            .map_or_else(|| dir.to_owned(), |t| t.path().to_owned());
         let mut pg = Postgres {
             bin_dir: bin_dir.to_owned(),
-            data: dir.join("data"),
-            socket_dir: dir.to_owned(),
+            data: home.join("data"),
+            socket_dir: home.clone(),
             port: free_ports(1)?[0],
             log: dir.join("postgres.log"),
             user,
             proc: None,
+            _scratch: scratch,
         };
         if let Some(user) = &pg.user {
             let mut chown = Command::new("chown");
-            chown.args(["-R", &format!("{user}:{user}")]).arg(dir);
+            chown.args(["-R", &format!("{user}:{user}")]).arg(&home);
             let status = output(chown, COMMAND_TIMEOUT, "chown").await?.status;
             if !status.success() {
-                bail!("chown {} to {user} failed", dir.display());
+                bail!("chown {} to {user} failed", home.display());
             }
         }
         let mut initdb = pg.command("initdb");
@@ -112,6 +130,11 @@ impl Postgres {
         Ok(pg)
     }
 
+    /// Where the cluster's files are.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{DATABASE}", self.port)
     }
@@ -127,7 +150,9 @@ impl Postgres {
                     .arg(format!("--regid={user}"))
                     .arg("--init-groups")
                     .arg("--")
-                    .arg(bin);
+                    .arg(bin)
+                    // Its own working directory may be closed to it too.
+                    .current_dir("/");
                 command
             }
             None => Command::new(bin),

@@ -72,7 +72,7 @@ pub fn render(
     )?;
     writeln!(
         o,
-        "- Postgres: `{}`, an instance of the run's own (initdb in the run directory, a free port; not the machine's shared server)",
+        "- Postgres: `{}`, an instance of the run's own (initdb in a directory of its own, a free port; not the machine's shared server)",
         info.postgres_version
     )?;
     writeln!(

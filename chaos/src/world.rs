@@ -68,12 +68,9 @@ impl World {
         say!("starting a 3-node NATS cluster");
         let cluster = Cluster::start(&tools.nats_server, &dir.join("nats")).await?;
         say!("  {}", cluster.urls());
-        say!(
-            "starting Postgres (its own, initdb in {})",
-            dir.join("pg").display()
-        );
+        say!("starting Postgres (its own: initdb, a free port)");
         let pg = Postgres::start(&tools.pg_bin_dir, &dir.join("pg")).await?;
-        say!("  {}", pg.url());
+        say!("  {} (data in {})", pg.url(), pg.data_dir().display());
 
         let ports = free_ports(2 + CHANNELS.len())?;
         let ledger_url = format!("http://127.0.0.1:{}", ports[0]);
