@@ -12,6 +12,7 @@
 mod channels;
 mod client;
 mod load;
+mod procfs;
 mod projector;
 mod reconcile;
 mod report;

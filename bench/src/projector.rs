@@ -32,6 +32,7 @@ use onhand_streams::names::INVENTORY_STREAM;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::procfs::{cpu_secs, status_kib};
 use crate::stats::{Latency, round3};
 
 const WAREHOUSE: &str = "wh1";
@@ -193,17 +194,6 @@ impl PhaseCpu {
     }
 }
 
-/// CPU seconds (user + system) `pid` (or `self`) has used so far, from /proc.
-fn cpu_secs(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) closed by ")": utime is the
-    // 12th, stime the 13th; both in clock ticks of 1/100 s on Linux.
-    let mut fields = stat.rsplit_once(") ")?.1.split(' ').skip(11);
-    let utime: f64 = fields.next()?.parse().ok()?;
-    let stime: f64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
 /// CPU of this process and of nats-server from here on.
 #[derive(Debug)]
 struct CpuMeter {
@@ -223,12 +213,11 @@ impl CpuMeter {
     }
 
     fn stop(&self) -> PhaseCpu {
-        let now = |pid: &str| cpu_secs(pid);
         PhaseCpu {
-            bench_secs: round3(now("self").unwrap_or(0.0) - self.bench),
+            bench_secs: round3(cpu_secs("self").unwrap_or(0.0) - self.bench),
             nats_secs: self
                 .nats
-                .zip(self.nats_pid.as_deref().and_then(now))
+                .zip(self.nats_pid.as_deref().and_then(cpu_secs))
                 .map(|(before, after)| round3(after - before)),
         }
     }
@@ -515,16 +504,7 @@ pub struct RssReport {
 
 /// Resident memory of `pid` in MiB, from /proc.
 fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    status_kib(pid, "VmRSS").map(|kib| kib as f64 / 1024.0)
 }
 
 #[derive(Debug, Clone)]

@@ -28,6 +28,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::procfs::{CLOCK_TICKS, cpu_ticks, status_kib};
+
 const WAREHOUSES: [&str; 2] = ["wh1", "wh2"];
 /// Channel-only SKUs, `unknown` on listing channels.
 const UNKNOWN: usize = 10;
@@ -345,13 +347,14 @@ async fn reconcile(
     let pid = child.id();
     let sandbox_before = sandbox.cpu();
     let mut peak_kib = 0u64;
-    let mut cpu_ticks = 0u64;
+    let mut ticks_used = 0u64;
+    let pid_arg = pid.to_string();
     let status = loop {
-        if let Some(kib) = hwm_kib(pid) {
+        if let Some(kib) = status_kib(pid, "VmHWM") {
             peak_kib = peak_kib.max(kib);
         }
-        if let Some(ticks) = cpu_ticks_of(pid) {
-            cpu_ticks = cpu_ticks.max(ticks);
+        if let Some(ticks) = cpu_ticks(&pid_arg) {
+            ticks_used = ticks_used.max(ticks);
         }
         if let Some(status) = child.try_wait()? {
             break status;
@@ -378,7 +381,7 @@ async fn reconcile(
         seconds,
         skus_per_sec: options.skus as f64 / seconds,
         peak_rss_mib: peak_kib as f64 / 1024.0,
-        reconciler_cpu_secs: cpu_ticks as f64 / CLOCK_TICKS,
+        reconciler_cpu_secs: ticks_used as f64 / CLOCK_TICKS,
         sandbox_cpu_secs,
         read_calls,
         read_pages: one["read_pages"].as_u64().unwrap_or(0),
@@ -425,31 +428,6 @@ fn check(counts: &Value, n: usize, kind: ChannelKind, one: &Value, exit: i32) ->
         wrong.push(format!("exit {exit}, expected {want_exit}"));
     }
     (!wrong.is_empty()).then(|| wrong.join("; "))
-}
-
-/// `VmHWM` (peak resident memory) of `pid`, in KiB.
-fn hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// `USER_HZ`: what /proc's CPU times count in (100 on every Linux this runs on).
-const CLOCK_TICKS: f64 = 100.0;
-
-/// User + system CPU time of process `pid` (all its threads), in clock ticks, from
-/// `/proc/<pid>/stat` (fields 14 and 15, counted after the command name's `)`).
-fn cpu_ticks_of(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
