@@ -211,10 +211,19 @@ pub async fn final_checks(
         outcome.checks.push(Check {
             name: format!("{}: onhand reconcile after recovery", f.name),
             ok: f.reconcile.exit_code == 0,
-            detail: format!(
-                "exit {} (0: drift rate within the threshold, 3: above it)",
-                f.reconcile.exit_code
-            ),
+            detail: match f.drift_first {
+                None => format!(
+                    "exit {} (0: drift rate within the threshold, 3: above it)",
+                    f.reconcile.exit_code
+                ),
+                Some((first, cleared)) => format!(
+                    "first run exit {first} (drift); {} (0: drift rate within the threshold, 3: above it)",
+                    match cleared {
+                        Some(secs) => format!("cleared by itself: exit 0 {secs:.1} s later"),
+                        None => format!("still exit {} after the deadline", f.reconcile.exit_code),
+                    }
+                ),
+            },
         });
     }
     if let Some(o) = outcome.outage.clone() {
