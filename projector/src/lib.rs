@@ -6,6 +6,7 @@
 //! `inventory.dlq.<channel>` and is termed, without holding back the rest.
 
 pub mod apply;
+mod batch;
 pub mod config;
 pub mod consumer;
 pub mod dlq;
@@ -16,6 +17,7 @@ pub mod projector;
 pub mod watermark;
 
 pub use apply::{Applier, SkuOutcome};
+pub use batch::decode;
 pub use config::ProjectorConfig;
 pub use projector::Projector;
 pub use watermark::{Watermark, Watermarks};

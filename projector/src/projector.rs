@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use async_nats::Client;
 use async_nats::jetstream::consumer::pull::MessagesErrorKind;
-use async_nats::jetstream::{AckKind, Context, Message};
+use async_nats::jetstream::{AckKind, Context};
 use futures::StreamExt;
 use onhand_common::backoff::Backoff;
-use onhand_common::event::{HEADER_TRACEPARENT, MAX_EVENT_BYTES};
 use onhand_common::telemetry::TraceContext;
 use onhand_common::{InventoryEvent, Sku, decode_event};
 use time::OffsetDateTime;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::apply::{Applier, Pushed, SkuOutcome};
+use crate::batch::{Batch, Group, Poison, ack};
 use crate::config::ProjectorConfig;
 use crate::consumer;
 use crate::dlq::{self, DeadLetter};
@@ -33,24 +34,21 @@ pub struct Projector {
     pub(crate) applier: Applier,
     pub(crate) config: ProjectorConfig,
     pub(crate) ready: Arc<AtomicBool>,
-}
-
-/// One delivered message, decoded.
-#[derive(Debug)]
-struct Delivered {
-    message: Message,
-    sequence: u64,
-    delivered: i64,
-    event: InventoryEvent,
+    /// Acks go straight to each delivery's reply subject.
+    client: Client,
+    /// The last batch's groups vector, emptied, for the next batch.
+    spare: Vec<Group>,
 }
 
 impl Projector {
     pub fn new(js: Context, applier: Applier, config: ProjectorConfig) -> Self {
         Self {
+            client: js.client(),
             js,
             applier,
             config,
             ready: Arc::new(AtomicBool::new(false)),
+            spare: Vec::new(),
         }
     }
 
@@ -102,7 +100,7 @@ impl Projector {
         tracing::info!(channel = %self.applier.channel_name, consumer = %consumer::name(&self.applier.channel_name), "projector attached");
         // The previous batch's watermark acknowledgements and message acks, finishing while
         // this batch is fetched and pushed.
-        let mut tail: Option<JoinHandle<Vec<Sku>>> = None;
+        let mut tail: Option<Tail> = None;
         let result = self
             .consume_batches(&mut messages, &mut tail, shutdown)
             .await;
@@ -113,9 +111,10 @@ impl Projector {
     async fn consume_batches(
         &mut self,
         messages: &mut async_nats::jetstream::consumer::pull::Stream,
-        tail: &mut Option<JoinHandle<Vec<Sku>>>,
+        tail: &mut Option<Tail>,
         shutdown: &CancellationToken,
     ) -> Result<(), async_nats::Error> {
+        let mut batch = Batch::default();
         loop {
             let first = tokio::select! {
                 biased;
@@ -131,12 +130,21 @@ impl Projector {
                     continue;
                 }
             };
-            let mut batch = vec![first];
+            let span = tracing::info_span!(
+                "project_batch",
+                channel = %self.applier.channel_name,
+                messages = tracing::field::Empty,
+                skus = tracing::field::Empty
+            );
+            // Per-message tracing work only when the batch is traced (an OpenTelemetry layer).
+            let traced = onhand_common::telemetry::new_root(&span);
+            batch.start(std::mem::take(&mut self.spare), traced);
+            batch.add(first);
             let mut fatal = None;
             let deadline = Instant::now() + self.config.linger;
-            while batch.len() < self.config.max_batch {
+            while batch.size < self.config.max_batch {
                 match tokio::time::timeout_at(deadline, messages.next()).await {
-                    Ok(Some(Ok(m))) => batch.push(m),
+                    Ok(Some(Ok(m))) => batch.add(m),
                     Ok(Some(Err(err))) if is_fatal(err.kind()) => {
                         fatal = Some(err);
                         break;
@@ -144,7 +152,7 @@ impl Projector {
                     Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
                 }
             }
-            self.process(batch, tail).await;
+            self.process(&mut batch, span, tail).await;
             if let Some(err) = fatal {
                 return Err(err.into());
             }
@@ -152,10 +160,13 @@ impl Projector {
     }
 
     /// Wait for the batch in the tail; forget the watermarks it could not write.
-    async fn finish_tail(&mut self, tail: &mut Option<JoinHandle<Vec<Sku>>>) {
+    async fn finish_tail(&mut self, tail: &mut Option<Tail>) {
         if let Some(handle) = tail.take() {
             match handle.await {
-                Ok(failed) => self.applier.watermarks.forget(&failed),
+                Ok((failed, spare)) => {
+                    self.applier.watermarks.forget(&failed);
+                    self.spare = spare;
+                }
                 Err(err) => {
                     // Its messages are redelivered after ack_wait; start from the bucket.
                     tracing::error!(error = %err, "a batch's tail failed");
@@ -165,153 +176,145 @@ impl Projector {
         }
     }
 
-    /// Handle one batch: decode, coalesce, push, publish its watermarks; then (after the
-    /// previous batch's tail is done) leave the rest to a new tail: wait for the watermark
-    /// acknowledgements, then ack, nak or term every message. Every message ends settled.
-    async fn process(&mut self, batch: Vec<Message>, tail: &mut Option<JoinHandle<Vec<Sku>>>) {
+    /// Handle one received batch: dead-letter its poison, push the newest event of each
+    /// SKU, publish their watermarks; then (after the previous batch's tail is done) leave
+    /// the rest to a new tail: wait for the watermark acknowledgements, then ack, nak or
+    /// term every message. Every message ends settled.
+    async fn process(&mut self, batch: &mut Batch, span: tracing::Span, tail: &mut Option<Tail>) {
         let channel = self.applier.channel_name.clone();
-        let size = batch.len();
-        let mut groups: HashMap<Sku, Vec<Delivered>> = HashMap::new();
-        let mut order: Vec<Sku> = Vec::new();
-        for message in batch {
-            let (sequence, delivered) = message
-                .info()
-                .map(|i| (i.stream_sequence, i.delivered))
-                .unwrap_or((0, 1));
-            match decode(&message) {
-                Ok(event) => {
-                    let group = groups.entry(event.sku.clone()).or_insert_with(|| {
-                        order.push(event.sku.clone());
-                        Vec::new()
-                    });
-                    group.push(Delivered {
-                        message,
-                        sequence,
-                        delivered,
-                        event,
-                    });
-                }
-                Err(reason) => self.poison(message, sequence, reason).await,
-            }
+        let size = batch.size;
+        for poison in std::mem::take(&mut batch.poison) {
+            self.poison(poison).await;
         }
-        if order.is_empty() {
+        let mut groups = batch.take_groups();
+        if groups.is_empty() {
+            self.spare = groups;
             return;
         }
-        // The newest event per SKU; a redelivered SKU is brought up to the stream's newest,
-        // so an old value redelivered after a crash never overwrites a newer one pushed
-        // before it. If that lookup fails, the SKU waits (nak) rather than risk it.
-        let redelivered: Vec<Sku> = order
+        // A redelivered SKU is brought up to the stream's newest, so an old value
+        // redelivered after a crash never overwrites a newer one pushed before it. If that
+        // lookup fails, the SKU waits (nak) rather than risk it.
+        let redelivered: Vec<Sku> = groups
             .iter()
-            .filter(|sku| groups[*sku].iter().any(|d| d.delivered > 1))
-            .cloned()
+            .filter(|g| g.redelivered)
+            .map(|g| g.top.event.sku.clone())
             .collect();
-        let newest_in_stream = self.stream_latest(redelivered).await;
-        let mut latest: Vec<InventoryEvent> = Vec::with_capacity(order.len());
-        let mut ahead: Vec<bool> = Vec::with_capacity(order.len());
-        let mut kept = Vec::with_capacity(order.len());
-        for sku in order {
-            let group = &groups[&sku];
-            let top = newest(group);
-            let mut event = group[top].event.clone();
-            let mut jumped = false;
-            match newest_in_stream.get(&sku) {
-                None => {}
-                Some(Ok(Some(newer))) if newer.stock.version > event.stock.version => {
-                    event = newer.clone();
-                    jumped = true;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(reason)) => {
-                    tracing::warn!(channel = %channel, sku = %sku, %reason, "cannot read the sku's newest event; redelivering later");
-                    let later = AckKind::Nak(Some(self.config.retry_base));
-                    for (i, d) in group.iter().enumerate() {
-                        ack(&d.message, if i == top { later } else { AckKind::Ack }).await;
+        let mut newest_in_stream = self.stream_latest(redelivered).await;
+        // The event pushed for each group when it is not the group's own newest.
+        let mut ahead: Vec<Option<InventoryEvent>> = Vec::new();
+        if !newest_in_stream.is_empty() {
+            let mut kept = Vec::with_capacity(groups.len());
+            for group in groups {
+                match newest_in_stream.remove(&group.top.event.sku) {
+                    None | Some(Ok(None)) => ahead.push(None),
+                    Some(Ok(Some(newer))) => ahead.push(
+                        (newer.stock.version > group.top.event.stock.version).then_some(newer),
+                    ),
+                    Some(Err(reason)) => {
+                        tracing::warn!(channel = %channel, sku = %group.top.event.sku, %reason, "cannot read the sku's newest event; redelivering later");
+                        let later = AckKind::Nak(Some(self.config.retry_base));
+                        ack(&self.client, &group.top.reply, later).await;
+                        for reply in &group.superseded {
+                            ack(&self.client, reply, AckKind::Ack).await;
+                        }
+                        metrics::events(&channel, Outcome::Retried, 1);
+                        continue;
                     }
-                    metrics::events(&channel, Outcome::Retried, 1);
-                    groups.remove(&sku);
-                    continue;
                 }
+                kept.push(group);
             }
-            latest.push(event);
-            ahead.push(jumped);
-            kept.push(sku);
+            groups = kept;
+            if groups.is_empty() {
+                return;
+            }
         }
-        let order = kept;
-        if order.is_empty() {
-            return;
-        }
-        let span = tracing::info_span!("project_batch", channel = %channel, messages = size, skus = order.len());
-        // Per-event tracing work only when the batch is traced (an OpenTelemetry layer).
-        let (traces, sku_spans) = if onhand_common::telemetry::new_root(&span) {
-            trace_batch(&span, &channel, &order, &groups)
-        } else {
+        span.record("messages", size);
+        span.record("skus", groups.len());
+        let (traces, sku_spans) = if batch.carried.is_empty() {
             (Vec::new(), Vec::new())
+        } else {
+            trace_batch(&span, &channel, &groups, &batch.carried)
+        };
+        let latest: Vec<&InventoryEvent> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                ahead
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .unwrap_or(&g.top.event)
+            })
+            .collect();
+        let jumped: Vec<bool> = match ahead.is_empty() {
+            true => vec![false; groups.len()],
+            false => ahead.iter().map(Option::is_some).collect(),
         };
         let every = self.config.ack_wait / 3;
-        let all: Vec<&Message> = groups.values().flatten().map(|d| &d.message).collect();
-        let refs: Vec<&InventoryEvent> = latest.iter().collect();
         let pushed = with_progress(
-            &all,
+            &self.client,
+            &groups,
             every,
             self.applier
-                .push_and_publish(&refs, &ahead, &traces)
+                .push_and_publish(&latest, &jumped, &traces)
                 .instrument(span.clone()),
         )
         .await;
-        drop(all);
-        drop(refs);
+        drop(latest);
         drop(sku_spans);
         self.finish_tail(tail).await;
         let settle = Settle {
             js: self.js.clone(),
+            client: self.client.clone(),
             config: self.config.clone(),
             channel,
             size,
             groups,
-            order,
-            latest,
+            ahead,
             span,
         };
         *tail = Some(tokio::spawn(settle.run(pushed)));
     }
 }
 
+/// A batch's tail: the SKUs whose watermark write failed, and its groups' vector (emptied,
+/// for the next batch).
+type Tail = JoinHandle<(Vec<Sku>, Vec<Group>)>;
+
 /// A batch after its push: what is left to do once its watermarks are acknowledged.
 #[derive(Debug)]
 struct Settle {
     js: Context,
+    client: Client,
     config: ProjectorConfig,
     channel: String,
     size: usize,
-    groups: HashMap<Sku, Vec<Delivered>>,
-    order: Vec<Sku>,
-    latest: Vec<InventoryEvent>,
+    groups: Vec<Group>,
+    /// See `ahead` in [`Projector::process`] (empty: no group jumped).
+    ahead: Vec<Option<InventoryEvent>>,
     span: tracing::Span,
 }
 
 impl Settle {
-    /// Returns the SKUs whose watermark write failed.
-    async fn run(self, pushed: Pushed) -> Vec<Sku> {
+    async fn run(self, pushed: Pushed) -> (Vec<Sku>, Vec<Group>) {
         let (outcomes, failed) = pushed.settle().await;
         let Settle {
             js,
+            client,
             config,
             channel,
             size,
-            groups,
-            order,
-            latest,
+            mut groups,
+            ahead,
             span,
         } = self;
         let mut pushed = 0;
         let mut tally = Tally::default();
-        let mut acks: Vec<(&Message, AckKind)> = Vec::with_capacity(size);
         let now = OffsetDateTime::now_utc();
-        for ((sku, event), outcome) in order.iter().zip(&latest).zip(outcomes) {
-            let group = &groups[sku];
-            let top = newest(group);
-            let d = &group[top];
-            let others = (group.len() - 1) as u64;
+        for (i, (group, outcome)) in groups.iter().zip(outcomes).enumerate() {
+            let d = &group.top;
+            let event = ahead.get(i).and_then(Option::as_ref).unwrap_or(&d.event);
+            let sku = &event.sku;
+            let others = group.superseded.len() as u64;
             // The newest message's fate; the superseded ones are acked unless it stays.
             let (fate, others_fate) = match &outcome {
                 SkuOutcome::Applied { qty } => {
@@ -346,9 +349,9 @@ impl Settle {
                         channel: &channel,
                         reason: format!("the channel refused the quantity: {code}: {message}"),
                         code: Some(code.clone()),
-                        original_subject: d.message.subject.as_str(),
+                        original_subject: d.subject.as_str(),
                         original_sequence: d.sequence,
-                        payload: &d.message.payload,
+                        payload: &d.payload,
                     };
                     match dlq::publish(&js, &letter).await {
                         Ok(()) => {
@@ -365,20 +368,26 @@ impl Settle {
                     }
                 }
             };
-            for (i, m) in group.iter().enumerate() {
-                acks.push((&m.message, if i == top { fate } else { others_fate }));
+            ack(&client, &d.reply, fate).await;
+            for reply in &group.superseded {
+                ack(&client, reply, others_fate).await;
             }
         }
-        futures::future::join_all(acks.into_iter().map(|(m, kind)| ack(m, kind))).await;
         tally.record(&channel);
         metrics::batch(&channel, size, pushed);
-        failed
+        groups.clear();
+        (failed, groups)
     }
 }
 
 impl Projector {
     /// Dead-letter an undecodable message, then term it; nak it if the DLQ is unreachable.
-    async fn poison(&self, message: Message, sequence: u64, reason: String) {
+    async fn poison(&self, poison: Poison) {
+        let Poison {
+            message,
+            sequence,
+            reason,
+        } = poison;
         let channel = &self.applier.channel_name;
         let letter = DeadLetter {
             channel,
@@ -388,16 +397,19 @@ impl Projector {
             original_sequence: sequence,
             payload: &message.payload,
         };
-        match dlq::publish(&self.js, &letter).await {
+        let kind = match dlq::publish(&self.js, &letter).await {
             Ok(()) => {
                 metrics::events(channel, Outcome::Poison, 1);
                 tracing::warn!(channel = %channel, subject = %message.subject, sequence, %reason, "undecodable message dead-lettered");
-                ack(&message, AckKind::Term).await;
+                AckKind::Term
             }
             Err(err) => {
                 tracing::error!(error = %err, sequence, "could not record a dead letter; redelivering");
-                ack(&message, AckKind::Nak(Some(self.config.retry_base))).await;
+                AckKind::Nak(Some(self.config.retry_base))
             }
+        };
+        if let Err(err) = message.ack_with(kind).await {
+            tracing::debug!(error = %err, "ack not sent");
         }
     }
 
@@ -447,40 +459,29 @@ impl Projector {
 }
 
 /// The tracing of a batch that coalesces many traces: `project_batch` is the root of a trace
-/// of its own, linked to every trace its messages carry (the SDK keeps 128 links a span);
-/// each SKU whose newest message carries a trace gets a `project_sku` span in that trace,
-/// linked back to the batch. Its channel call continues that span (one call sets many
+/// of its own, linked to every trace its messages carry (`carried`; the SDK keeps 128 links a
+/// span); each SKU whose newest message carries a trace gets a `project_sku` span in that
+/// trace, linked back to the batch. Its channel call continues that span (one call sets many
 /// SKUs: see `HttpChannel::push_traced` for whose trace the call carries). Returns the
-/// `project_sku` contexts in `order` and the spans, which end when dropped (after the push).
+/// `project_sku` contexts in group order and the spans, which end when dropped (after the
+/// push).
 fn trace_batch(
     batch: &tracing::Span,
     channel: &str,
-    order: &[Sku],
-    groups: &HashMap<Sku, Vec<Delivered>>,
+    groups: &[Group],
+    carried: &[TraceContext],
 ) -> (Vec<Option<TraceContext>>, Vec<tracing::Span>) {
-    let carried = |d: &Delivered| {
-        d.message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(HEADER_TRACEPARENT))
-            .and_then(|v| TraceContext::from_traceparent(v.as_str()))
-    };
-    let all: Vec<TraceContext> = order
-        .iter()
-        .flat_map(|sku| groups[sku].iter().filter_map(carried))
-        .collect();
-    onhand_common::telemetry::link_traces(batch, None, &all);
+    onhand_common::telemetry::link_traces(batch, None, carried);
     let batch = TraceContext::of(batch);
-    let mut traces = Vec::with_capacity(order.len());
+    let mut traces = Vec::with_capacity(groups.len());
     let mut spans = Vec::new();
-    for sku in order {
-        let group = &groups[sku];
-        let top = &group[newest(group)];
-        let Some(parent) = carried(top) else {
+    for group in groups {
+        let top = &group.top;
+        let Some(parent) = &top.trace else {
             traces.push(None);
             continue;
         };
-        let span = tracing::info_span!(parent: None, "project_sku", channel = %channel, sku = %sku, version = top.event.stock.version, coalesced = group.len() - 1);
+        let span = tracing::info_span!(parent: None, "project_sku", channel = %channel, sku = %top.event.sku, version = top.event.stock.version, coalesced = group.superseded.len());
         parent.parent(&span);
         if let Some(batch) = &batch {
             batch.link(&span);
@@ -500,52 +501,21 @@ fn is_fatal(kind: MessagesErrorKind) -> bool {
     )
 }
 
-/// The index of the newest event (highest version, then latest in the stream).
-fn newest(group: &[Delivered]) -> usize {
-    group
-        .iter()
-        .enumerate()
-        .max_by_key(|(_, d)| (d.event.stock.version, d.sequence))
-        .map_or(0, |(i, _)| i)
-}
-
-/// A v1 event, on the subject of its SKU, of a sane size.
-pub fn decode(message: &Message) -> Result<InventoryEvent, String> {
-    if message.payload.len() > MAX_EVENT_BYTES {
-        return Err(format!(
-            "payload of {} bytes is larger than an event may be ({MAX_EVENT_BYTES} bytes)",
-            message.payload.len()
-        ));
-    }
-    let event = decode_event(&message.payload).map_err(|e| e.to_string())?;
-    let expected = event.sku.subject();
-    if message.subject.as_str() != expected {
-        return Err(format!(
-            "event for sku {:?} arrived on subject {} (expected {expected})",
-            event.sku.as_str(),
-            message.subject
-        ));
-    }
-    Ok(event)
-}
-
-async fn ack(message: &Message, kind: AckKind) {
-    if let Err(err) = message.ack_with(kind).await {
-        // The server redelivers after ack_wait; the version guard makes that harmless.
-        tracing::debug!(error = %err, "ack not sent");
-    }
-}
-
-/// Run `work`, telling the server every `every` that these messages are still in hand.
-async fn with_progress<F: Future>(messages: &[&Message], every: Duration, work: F) -> F::Output {
+/// Run `work`, telling the server every `every` that the batch's messages are still in hand.
+async fn with_progress<F: Future>(
+    client: &Client,
+    groups: &[Group],
+    every: Duration,
+    work: F,
+) -> F::Output {
     tokio::pin!(work);
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     loop {
         tokio::select! {
             out = &mut work => return out,
             _ = tick.tick() => {
-                for m in messages {
-                    ack(m, AckKind::Progress).await;
+                for reply in groups.iter().flat_map(Group::replies) {
+                    ack(client, reply, AckKind::Progress).await;
                 }
             }
         }
