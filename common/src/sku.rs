@@ -132,6 +132,15 @@ impl Sku {
         format!("{INVENTORY_SUBJECT_PREFIX}{}", self.token())
     }
 
+    /// Whether `subject` is this SKU's [`Sku::subject`] (no allocation for a plain token).
+    pub fn is_subject(&self, subject: &str) -> bool {
+        match subject.strip_prefix(INVENTORY_SUBJECT_PREFIX) {
+            None => false,
+            Some(token) if is_plain_token(&self.0) => token == self.0,
+            Some(token) => token == self.token(),
+        }
+    }
+
     /// Reverses [`Sku::subject`].
     pub fn from_subject(subject: &str) -> Result<Sku, SkuError> {
         let token = subject
@@ -284,6 +293,18 @@ mod tests {
         assert_eq!(Sku::from_subject("inventory.sku.=QS5C"), Ok(sku("A.B")));
         assert!(Sku::from_subject("inventory.skus.X").is_err());
         assert!(Sku::from_subject("inventory.sku.a.b").is_err());
+    }
+
+    #[test]
+    fn is_subject_matches_subject_only() {
+        for s in ["X-1", "A.B", "a b", &"L".repeat(200)] {
+            let s = sku(s);
+            assert!(s.is_subject(&s.subject()), "{s}");
+            assert!(!s.is_subject(&format!("{}x", s.subject())), "{s}");
+            assert!(!s.is_subject(&s.token()), "{s}");
+        }
+        assert!(!sku("X-1").is_subject("inventory.sku.X-2"));
+        assert!(!sku("A.B").is_subject("inventory.sku.A.B"));
     }
 
     #[test]

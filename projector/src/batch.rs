@@ -152,12 +152,12 @@ pub fn decode(message: &Message) -> Result<InventoryEvent, String> {
         ));
     }
     let event = decode_event(&message.payload).map_err(|e| e.to_string())?;
-    let expected = event.sku.subject();
-    if message.subject.as_str() != expected {
+    if !event.sku.is_subject(message.subject.as_str()) {
         return Err(format!(
-            "event for sku {:?} arrived on subject {} (expected {expected})",
+            "event for sku {:?} arrived on subject {} (expected {})",
             event.sku.as_str(),
-            message.subject
+            message.subject,
+            event.sku.subject()
         ));
     }
     Ok(event)
