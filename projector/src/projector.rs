@@ -245,10 +245,8 @@ impl Projector {
                     .unwrap_or(&g.top.event)
             })
             .collect();
-        let jumped: Vec<bool> = match ahead.is_empty() {
-            true => vec![false; groups.len()],
-            false => ahead.iter().map(Option::is_some).collect(),
-        };
+        // Empty when no group jumped (the applier reads a missing entry as false).
+        let jumped: Vec<bool> = ahead.iter().map(Option::is_some).collect();
         let every = self.config.ack_wait / 3;
         let pushed = with_progress(
             &self.client,
@@ -408,9 +406,7 @@ impl Projector {
                 AckKind::Nak(Some(self.config.retry_base))
             }
         };
-        if let Err(err) = message.ack_with(kind).await {
-            tracing::debug!(error = %err, "ack not sent");
-        }
+        ack(&self.client, &message.reply, kind).await;
     }
 
     /// The newest valid event in the stream for each SKU (`None`: none there), looked up
