@@ -180,6 +180,8 @@ pub struct ThroughputReport {
     /// Channel requests the sandbox answered, and SKU values written.
     pub channel_requests: u64,
     pub sku_writes: usize,
+    /// Watermark writes the projector made (the bucket's stream sequence grew by this).
+    pub watermark_writes: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -327,6 +329,7 @@ pub async fn throughput(
     // Every event, not only each SKU's newest: the consumer starts at the stream's first.
     ops::rebuild(js, &settings.name, &config, RebuildFrom::Sequence(1)).await?;
     let projector = ops::projector(js, &settings, config).await?;
+    let marks_before = watermark_sequence(js).await?;
     let shutdown = CancellationToken::new();
     let cpu = CpuMeter::start(nats_pid);
     let started = Instant::now();
@@ -341,6 +344,7 @@ pub async fn throughput(
     let projector_cpu = cpu.stop();
     shutdown.cancel();
     task.await.context("projector task")?;
+    let watermark_writes = watermark_sequence(js).await? - marks_before;
     let (channel_requests, sku_writes) = {
         let state = sandbox.state.channel(channel);
         let wrong = names
@@ -375,7 +379,16 @@ pub async fn throughput(
             .map(|(raw, projector)| round3(raw / projector)),
         channel_requests,
         sku_writes,
+        watermark_writes,
     })
+}
+
+/// The watermark bucket's last stream sequence: one per write.
+async fn watermark_sequence(js: &Context) -> anyhow::Result<u64> {
+    let mut stream = js
+        .get_stream(format!("KV_{}", onhand_streams::names::WATERMARKS_BUCKET))
+        .await?;
+    Ok(stream.info().await?.state.last_sequence)
 }
 
 #[derive(Debug, Serialize)]

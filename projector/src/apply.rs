@@ -10,7 +10,7 @@ use onhand_common::telemetry::TraceContext;
 use onhand_common::{InventoryEvent, Sku};
 use time::OffsetDateTime;
 
-use crate::watermark::{PendingMarks, Watermark, Watermarks};
+use crate::watermark::{Watermark, Watermarks};
 
 /// What became of one SKU's latest event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,58 +40,50 @@ pub struct Applier {
     pub watermarks: Watermarks,
 }
 
-/// A batch pushed, its watermarks published and not yet acknowledged.
+/// A batch pushed: each event's outcome and, for those applied or unchanged, the watermark
+/// it now has (in the cache already; not yet written to the bucket).
 #[derive(Debug)]
 pub struct Pushed {
-    outcomes: Vec<SkuOutcome>,
-    marks: Option<PendingMarks>,
-    /// The outcome each published watermark belongs to, in publish order.
-    mark_index: Vec<usize>,
-    channel_name: String,
-}
-
-impl Pushed {
-    /// Wait for the watermark writes; a SKU whose write failed becomes transient (its
-    /// message is redelivered and pushed again, which is harmless). Returns the outcomes and
-    /// the SKUs to [`Watermarks::forget`].
-    pub async fn settle(self) -> (Vec<SkuOutcome>, Vec<Sku>) {
-        let mut outcomes = self.outcomes;
-        let mut failed = Vec::new();
-        if let Some(marks) = self.marks {
-            for (i, (sku, result)) in self.mark_index.into_iter().zip(marks.settle().await) {
-                if let Err(err) = result {
-                    tracing::warn!(error = %err, channel = %self.channel_name, "watermark not written; the event will be redelivered");
-                    outcomes[i] = SkuOutcome::Transient {
-                        retry_after: None,
-                        reason: format!("watermark not written: {err}"),
-                    };
-                    failed.push(sku);
-                }
-            }
-        }
-        (outcomes, failed)
-    }
+    pub outcomes: Vec<SkuOutcome>,
+    pub marks: Vec<Option<Watermark>>,
 }
 
 impl Applier {
-    /// Apply each event (at most one per SKU); one outcome per event, in order.
+    /// Apply each event (at most one per SKU) and write its watermark at once; one outcome
+    /// per event, in order. A SKU whose watermark could not be written is transient.
     pub async fn apply(&mut self, events: &[&InventoryEvent]) -> Vec<SkuOutcome> {
-        let (outcomes, failed) = self
-            .push_and_publish(events, &vec![false; events.len()], &[])
-            .await
-            .settle()
-            .await;
+        let Pushed {
+            mut outcomes,
+            marks,
+        } = self.push(events, &[], &[]).await;
+        let (index, marks): (Vec<usize>, Vec<(Sku, Watermark)>) = marks
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, m)| Some((i, (events[i].sku.clone(), m?))))
+            .unzip();
+        let written = self.watermarks.publish(marks).await.settle().await;
+        let mut failed = Vec::new();
+        for (i, (sku, result)) in index.into_iter().zip(written) {
+            if let Err(err) = result {
+                tracing::warn!(error = %err, channel = %self.channel_name, "watermark not written; the event will be redelivered");
+                outcomes[i] = SkuOutcome::Transient {
+                    retry_after: None,
+                    reason: format!("watermark not written: {err}"),
+                };
+                failed.push(sku);
+            }
+        }
         self.watermarks.forget(&failed);
         outcomes
     }
 
-    /// Guard, policy, push; then publish the watermarks of what the channel confirmed
-    /// without waiting for them, so the caller can overlap that wait with the next batch.
+    /// Guard, policy, push; the watermarks of what the channel confirmed go into the cache
+    /// and are returned for the caller to write (at once, or coalesced over several batches).
     /// `ahead[i]`: event i is newer than anything the consumer has delivered for its SKU (a
     /// redelivered SKU brought up to the stream's newest); its watermark is written as an
     /// intent, and settled, before the push. `traces[i]`: the trace event i's channel call
     /// continues (empty when untraced; see [`Channel::push_traced`]).
-    pub async fn push_and_publish(
+    pub async fn push(
         &mut self,
         events: &[&InventoryEvent],
         ahead: &[bool],
@@ -108,9 +100,7 @@ impl Applier {
                         reason: format!("watermarks unavailable: {err}"),
                     })
                     .collect(),
-                marks: None,
-                mark_index: Vec::new(),
-                channel_name: self.channel_name.clone(),
+                marks: vec![None; events.len()],
             };
         }
         let mut outcomes: Vec<Option<SkuOutcome>> = vec![None; events.len()];
@@ -241,9 +231,11 @@ impl Applier {
                 });
             }
         }
-        let (mark_index, marks): (Vec<usize>, Vec<(Sku, Watermark)>) =
-            marks.into_iter().map(|(i, s, m)| (i, (s, m))).unzip();
-        let marks = self.watermarks.publish(marks).await;
+        let mut by_event = vec![None; events.len()];
+        for (i, sku, mark) in marks {
+            self.watermarks.remember(sku, mark);
+            by_event[i] = Some(mark);
+        }
         Pushed {
             outcomes: outcomes
                 .into_iter()
@@ -254,9 +246,7 @@ impl Applier {
                     })
                 })
                 .collect(),
-            marks: Some(marks),
-            mark_index,
-            channel_name: self.channel_name.clone(),
+            marks: by_event,
         }
     }
 }

@@ -56,6 +56,9 @@ pub(crate) struct Batch {
     pub poison: Vec<Poison>,
     /// Messages received.
     pub size: usize,
+    /// Messages left in the stream for the consumer after the last one received (from its
+    /// delivery info): 0 when the consumer is caught up.
+    pub pending: u64,
     /// Every trace the batch's messages carried, when traced.
     pub carried: Vec<TraceContext>,
     traced: bool,
@@ -70,6 +73,7 @@ impl Batch {
         self.groups = groups;
         self.poison.clear();
         self.size = 0;
+        self.pending = 0;
         self.carried.clear();
         self.traced = traced;
     }
@@ -77,10 +81,11 @@ impl Batch {
     /// Decode `message` and fold it into its SKU's group, or keep it as poison.
     pub fn add(&mut self, message: Message) {
         self.size += 1;
-        let (sequence, delivered) = message
+        let (sequence, delivered, pending) = message
             .info()
-            .map(|i| (i.stream_sequence, i.delivered))
-            .unwrap_or((0, 1));
+            .map(|i| (i.stream_sequence, i.delivered, i.pending))
+            .unwrap_or((0, 1, 0));
+        self.pending = pending;
         let event = match decode(&message) {
             Ok(event) => event,
             Err(reason) => {
@@ -177,7 +182,7 @@ pub(crate) async fn ack(client: &Client, reply: &Option<Subject>, kind: AckKind)
 
 impl Group {
     /// Every delivery's reply subject, the newest first.
-    pub fn replies(&self) -> impl Iterator<Item = &Option<Subject>> {
+    pub fn replies(&self) -> impl Iterator<Item = &Option<Subject>> + Clone {
         std::iter::once(&self.top.reply).chain(&self.superseded)
     }
 }

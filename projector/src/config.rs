@@ -26,6 +26,10 @@ pub struct ProjectorConfig {
     pub listen_addr: SocketAddr,
     /// How often lag and pending are sampled from the consumer.
     pub lag_interval: Duration,
+    /// While a backlog is worked through, how long watermarks may wait to be written
+    /// together (a hot SKU is written once per commit, not once per batch); the messages
+    /// they cover are acked when written. A caught-up projector writes after every batch.
+    pub commit_interval: Duration,
 }
 
 impl Default for ProjectorConfig {
@@ -43,12 +47,13 @@ impl Default for ProjectorConfig {
             retry_max: Duration::from_secs(30),
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             lag_interval: Duration::from_secs(1),
+            commit_interval: Duration::from_secs(1),
         }
     }
 }
 
 impl ProjectorConfig {
-    /// `ONHAND_PROJECTOR__{MAX_BATCH,LINGER_MS,ACK_WAIT_SECS,MAX_ACK_PENDING,RETRY_BASE_MS,RETRY_MAX_MS,LISTEN_ADDR}`.
+    /// `ONHAND_PROJECTOR__{MAX_BATCH,LINGER_MS,ACK_WAIT_SECS,MAX_ACK_PENDING,RETRY_BASE_MS,RETRY_MAX_MS,LISTEN_ADDR,COMMIT_INTERVAL_MS}`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         let var = |k: &str| format!("ONHAND_PROJECTOR__{k}");
@@ -64,6 +69,7 @@ impl ProjectorConfig {
             retry_max: ms("RETRY_MAX_MS", d.retry_max)?,
             listen_addr: env_or(&var("LISTEN_ADDR"), d.listen_addr)?,
             lag_interval: d.lag_interval,
+            commit_interval: ms("COMMIT_INTERVAL_MS", d.commit_interval)?,
         };
         config.validate(|k| var(k))?;
         Ok(config)
@@ -100,7 +106,24 @@ impl ProjectorConfig {
                 "must be above 0 and at most RETRY_MAX_MS",
             ));
         }
+        // Held messages get no in-progress acks between batches: a commit must come well
+        // inside the ack wait.
+        if self.commit_interval > self.ack_wait / 3 {
+            return Err(ConfigError::invalid(
+                var("COMMIT_INTERVAL_MS"),
+                "must be at most a third of ACK_WAIT_SECS",
+            ));
+        }
         Ok(())
+    }
+
+    /// SKUs whose watermarks may be held before a commit starts at once: the consumer
+    /// delivers at most `max_ack_pending` unacked messages, and a full batch must fit
+    /// beside the held ones.
+    pub fn commit_limit(&self) -> usize {
+        usize::try_from(self.max_ack_pending)
+            .unwrap_or(0)
+            .saturating_sub(self.max_batch)
     }
 
     /// The redelivery delay after the `delivered`-th delivery failed transiently.
@@ -152,6 +175,10 @@ mod tests {
                 retry_base: Duration::ZERO,
                 ..ProjectorConfig::default()
             },
+            ProjectorConfig {
+                commit_interval: Duration::from_secs(11),
+                ..ProjectorConfig::default()
+            },
         ];
         let names: Vec<String> = bad
             .iter()
@@ -163,7 +190,8 @@ mod tests {
                 "X_MAX_BATCH",
                 "X_ACK_WAIT_SECS",
                 "X_MAX_ACK_PENDING",
-                "X_RETRY_BASE_MS"
+                "X_RETRY_BASE_MS",
+                "X_COMMIT_INTERVAL_MS"
             ]
         );
         ProjectorConfig::default()

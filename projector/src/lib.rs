@@ -7,6 +7,7 @@
 
 pub mod apply;
 mod batch;
+mod commit;
 pub mod config;
 pub mod consumer;
 pub mod dlq;

@@ -7,21 +7,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_nats::Client;
 use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{AckKind, Context};
+use async_nats::{Client, Subject};
 use futures::StreamExt;
 use onhand_common::backoff::Backoff;
 use onhand_common::telemetry::TraceContext;
 use onhand_common::{InventoryEvent, Sku, decode_event};
 use time::OffsetDateTime;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::apply::{Applier, Pushed, SkuOutcome};
 use crate::batch::{Batch, Group, Poison, ack};
+use crate::commit::Commits;
 use crate::config::ProjectorConfig;
 use crate::consumer;
 use crate::dlq::{self, DeadLetter};
@@ -38,17 +38,29 @@ pub struct Projector {
     client: Client,
     /// The last batch's groups vector, emptied, for the next batch.
     spare: Vec<Group>,
+    /// Watermarks of pushed SKUs waiting to be written, and the messages they ack.
+    commits: Commits,
 }
 
 impl Projector {
     pub fn new(js: Context, applier: Applier, config: ProjectorConfig) -> Self {
+        let client = js.client();
+        let commits = Commits::new(
+            applier.channel_name.clone(),
+            client.clone(),
+            applier.watermarks.writer(),
+            config.commit_interval,
+            config.commit_limit(),
+            config.retry_base,
+        );
         Self {
-            client: js.client(),
+            client,
             js,
             applier,
             config,
             ready: Arc::new(AtomicBool::new(false)),
             spare: Vec::new(),
+            commits,
         }
     }
 
@@ -98,27 +110,29 @@ impl Projector {
         self.applier.watermarks.clear_cache();
         self.ready.store(true, Ordering::Relaxed);
         tracing::info!(channel = %self.applier.channel_name, consumer = %consumer::name(&self.applier.channel_name), "projector attached");
-        // The previous batch's watermark acknowledgements and message acks, finishing while
-        // this batch is fetched and pushed.
-        let mut tail: Option<Tail> = None;
-        let result = self
-            .consume_batches(&mut messages, &mut tail, shutdown)
-            .await;
-        self.finish_tail(&mut tail).await;
+        let result = self.consume_batches(&mut messages, shutdown).await;
+        // What was pushed is committed before leaving (shutdown, or a reattach).
+        let failed = self.commits.flush().await;
+        self.applier.watermarks.forget(&failed);
         result
     }
 
     async fn consume_batches(
         &mut self,
         messages: &mut async_nats::jetstream::consumer::pull::Stream,
-        tail: &mut Option<Tail>,
         shutdown: &CancellationToken,
     ) -> Result<(), async_nats::Error> {
         let mut batch = Batch::default();
         loop {
+            let commit_at = self.commits.deadline();
             let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
+                () = sleep_until(commit_at) => {
+                    let failed = self.commits.commit().await;
+                    self.applier.watermarks.forget(&failed);
+                    continue;
+                }
                 next = messages.next() => next,
             };
             let first = match first {
@@ -152,45 +166,46 @@ impl Projector {
                     Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
                 }
             }
-            self.process(&mut batch, span, tail).await;
+            self.process(&mut batch, span).await;
             if let Some(err) = fatal {
                 return Err(err.into());
             }
         }
     }
 
-    /// Wait for the batch in the tail; forget the watermarks it could not write.
-    async fn finish_tail(&mut self, tail: &mut Option<Tail>) {
-        if let Some(handle) = tail.take() {
-            match handle.await {
-                Ok((failed, spare)) => {
-                    self.applier.watermarks.forget(&failed);
-                    self.spare = spare;
-                }
-                Err(err) => {
-                    // Its messages are redelivered after ack_wait; start from the bucket.
-                    tracing::error!(error = %err, "a batch's tail failed");
-                    self.applier.watermarks.clear_cache();
-                }
-            }
-        }
-    }
-
     /// Handle one received batch: dead-letter its poison, push the newest event of each
-    /// SKU, publish their watermarks; then (after the previous batch's tail is done) leave
-    /// the rest to a new tail: wait for the watermark acknowledgements, then ack, nak or
-    /// term every message. Every message ends settled.
-    async fn process(&mut self, batch: &mut Batch, span: tracing::Span, tail: &mut Option<Tail>) {
+    /// SKU, then settle every message: the pushed ones wait for their watermark's commit,
+    /// the others are acked, nakked or termed at once. Every message ends settled.
+    async fn process(&mut self, batch: &mut Batch, span: tracing::Span) {
         let channel = self.applier.channel_name.clone();
         let size = batch.size;
+        let caught_up = batch.pending == 0;
         for poison in std::mem::take(&mut batch.poison) {
             self.poison(poison).await;
         }
         let mut groups = batch.take_groups();
-        if groups.is_empty() {
-            self.spare = groups;
-            return;
+        let applied = if groups.is_empty() {
+            0
+        } else {
+            span.record("messages", size);
+            self.push_groups(&mut groups, &batch.carried, span).await
+        };
+        metrics::batch(&channel, size, applied);
+        groups.clear();
+        self.spare = groups;
+        if self.commits.due(caught_up) {
+            let failed = self.commits.commit().await;
+            self.applier.watermarks.forget(&failed);
         }
+    }
+
+    async fn push_groups(
+        &mut self,
+        groups: &mut Vec<Group>,
+        carried: &[TraceContext],
+        span: tracing::Span,
+    ) -> usize {
+        let channel = self.applier.channel_name.clone();
         // A redelivered SKU is brought up to the stream's newest, so an old value
         // redelivered after a crash never overwrites a newer one pushed before it. If that
         // lookup fails, the SKU waits (nak) rather than risk it.
@@ -204,7 +219,7 @@ impl Projector {
         let mut ahead: Vec<Option<InventoryEvent>> = Vec::new();
         if !newest_in_stream.is_empty() {
             let mut kept = Vec::with_capacity(groups.len());
-            for group in groups {
+            for group in groups.drain(..) {
                 match newest_in_stream.remove(&group.top.event.sku) {
                     None | Some(Ok(None)) => ahead.push(None),
                     Some(Ok(Some(newer))) => ahead.push(
@@ -223,17 +238,16 @@ impl Projector {
                 }
                 kept.push(group);
             }
-            groups = kept;
+            *groups = kept;
             if groups.is_empty() {
-                return;
+                return 0;
             }
         }
-        span.record("messages", size);
         span.record("skus", groups.len());
-        let (traces, sku_spans) = if batch.carried.is_empty() {
+        let (traces, sku_spans) = if carried.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            trace_batch(&span, &channel, &groups, &batch.carried)
+            trace_batch(&span, &channel, groups, carried)
         };
         let latest: Vec<&InventoryEvent> = groups
             .iter()
@@ -248,99 +262,72 @@ impl Projector {
         // Empty when no group jumped (the applier reads a missing entry as false).
         let jumped: Vec<bool> = ahead.iter().map(Option::is_some).collect();
         let every = self.config.ack_wait / 3;
+        let replies = groups
+            .iter()
+            .flat_map(Group::replies)
+            .chain(self.commits.replies());
         let pushed = with_progress(
             &self.client,
-            &groups,
+            replies,
             every,
             self.applier
-                .push_and_publish(&latest, &jumped, &traces)
+                .push(&latest, &jumped, &traces)
                 .instrument(span.clone()),
         )
         .await;
         drop(latest);
         drop(sku_spans);
-        self.finish_tail(tail).await;
-        let settle = Settle {
-            js: self.js.clone(),
-            client: self.client.clone(),
-            config: self.config.clone(),
-            channel,
-            size,
-            groups,
-            ahead,
-            span,
-        };
-        *tail = Some(tokio::spawn(settle.run(pushed)));
+        self.settle(groups, &ahead, pushed, &span).await
     }
-}
 
-/// A batch's tail: the SKUs whose watermark write failed, and its groups' vector (emptied,
-/// for the next batch).
-type Tail = JoinHandle<(Vec<Sku>, Vec<Group>)>;
-
-/// A batch after its push: what is left to do once its watermarks are acknowledged.
-#[derive(Debug)]
-struct Settle {
-    js: Context,
-    client: Client,
-    config: ProjectorConfig,
-    channel: String,
-    size: usize,
-    groups: Vec<Group>,
-    /// See `ahead` in [`Projector::process`] (empty: no group jumped).
-    ahead: Vec<Option<InventoryEvent>>,
-    span: tracing::Span,
-}
-
-impl Settle {
-    async fn run(self, pushed: Pushed) -> (Vec<Sku>, Vec<Group>) {
-        let (outcomes, failed) = pushed.settle().await;
-        let Settle {
-            js,
-            client,
-            config,
-            channel,
-            size,
-            mut groups,
-            ahead,
-            span,
-        } = self;
-        let mut pushed = 0;
+    /// Ack, nak or term each group's messages by its outcome; a pushed SKU's newest message
+    /// is held until its watermark is committed.
+    async fn settle(
+        &mut self,
+        groups: &[Group],
+        ahead: &[Option<InventoryEvent>],
+        pushed: Pushed,
+        span: &tracing::Span,
+    ) -> usize {
+        let channel = self.applier.channel_name.clone();
+        let mut applied = 0;
         let mut tally = Tally::default();
         let now = OffsetDateTime::now_utc();
-        for (i, (group, outcome)) in groups.iter().zip(outcomes).enumerate() {
+        let Pushed { outcomes, marks } = pushed;
+        for (i, ((group, outcome), mark)) in groups.iter().zip(outcomes).zip(marks).enumerate() {
             let d = &group.top;
             let event = ahead.get(i).and_then(Option::as_ref).unwrap_or(&d.event);
             let sku = &event.sku;
             let others = group.superseded.len() as u64;
-            // The newest message's fate; the superseded ones are acked unless it stays.
+            // The newest message's fate (None: held for its watermark); the superseded ones
+            // are acked unless it stays.
             let (fate, others_fate) = match &outcome {
                 SkuOutcome::Applied { qty } => {
-                    pushed += 1;
+                    applied += 1;
                     tally.add(Outcome::Applied, 1);
                     tally.add(Outcome::Coalesced, others);
                     tally.latency((now - event.occurred_at).as_seconds_f64());
-                    tracing::debug!(parent: &span, sku = %sku, version = event.stock.version, qty, "applied");
-                    (AckKind::Ack, AckKind::Ack)
+                    tracing::debug!(parent: span, sku = %sku, version = event.stock.version, qty, "applied");
+                    (None, AckKind::Ack)
                 }
                 SkuOutcome::Unchanged { .. } => {
                     tally.add(Outcome::Unchanged, 1);
                     tally.add(Outcome::Coalesced, others);
-                    (AckKind::Ack, AckKind::Ack)
+                    (None, AckKind::Ack)
                 }
                 SkuOutcome::Stale { .. } => {
                     tally.add(Outcome::Stale, others + 1);
-                    (AckKind::Ack, AckKind::Ack)
+                    (Some(AckKind::Ack), AckKind::Ack)
                 }
                 SkuOutcome::Transient {
                     retry_after,
                     reason,
                 } => {
-                    let delay = config.retry_delay(d.delivered, *retry_after);
+                    let delay = self.config.retry_delay(d.delivered, *retry_after);
                     tally.add(Outcome::Retried, 1);
                     tally.add(Outcome::Coalesced, others);
-                    tracing::info!(parent: &span, sku = %sku, version = event.stock.version, delivered = d.delivered, ?delay, %reason, "transient failure; redelivering later");
-                    (AckKind::Nak(Some(delay)), AckKind::Ack)
+                    tracing::info!(parent: span, sku = %sku, version = event.stock.version, delivered = d.delivered, ?delay, %reason, "transient failure; redelivering later");
+                    (Some(AckKind::Nak(Some(delay))), AckKind::Ack)
                 }
                 SkuOutcome::Permanent { code, message } => {
                     let letter = DeadLetter {
@@ -351,30 +338,38 @@ impl Settle {
                         original_sequence: d.sequence,
                         payload: &d.payload,
                     };
-                    match dlq::publish(&js, &letter).await {
+                    match dlq::publish(&self.js, &letter).await {
                         Ok(()) => {
                             tally.add(Outcome::DeadLettered, 1);
                             tally.add(Outcome::Coalesced, others);
-                            tracing::warn!(parent: &span, sku = %sku, version = event.stock.version, %code, %message, "channel refused the push; dead-lettered");
-                            (AckKind::Term, AckKind::Ack)
+                            tracing::warn!(parent: span, sku = %sku, version = event.stock.version, %code, %message, "channel refused the push; dead-lettered");
+                            (Some(AckKind::Term), AckKind::Ack)
                         }
                         Err(err) => {
-                            tracing::error!(parent: &span, error = %err, sku = %sku, "could not record a dead letter; redelivering");
-                            let later = AckKind::Nak(Some(config.retry_base));
-                            (later, later)
+                            tracing::error!(parent: span, error = %err, sku = %sku, "could not record a dead letter; redelivering");
+                            let later = AckKind::Nak(Some(self.config.retry_base));
+                            (Some(later), later)
                         }
                     }
                 }
             };
-            ack(&client, &d.reply, fate).await;
+            // Superseded first: the newest (held or settled here) covers them.
             for reply in &group.superseded {
-                ack(&client, reply, others_fate).await;
+                ack(&self.client, reply, others_fate).await;
+            }
+            match (fate, mark) {
+                (Some(fate), _) => ack(&self.client, &d.reply, fate).await,
+                (None, Some(mark)) => self.commits.hold(sku, mark, d.reply.clone()).await,
+                (None, None) => {
+                    // Applied or unchanged always carries its watermark; redeliver if not.
+                    tracing::error!(parent: span, sku = %sku, "an applied sku has no watermark; redelivering");
+                    let later = AckKind::Nak(Some(self.config.retry_base));
+                    ack(&self.client, &d.reply, later).await;
+                }
             }
         }
         tally.record(&channel);
-        metrics::batch(&channel, size, pushed);
-        groups.clear();
-        (failed, groups)
+        applied
     }
 }
 
@@ -488,6 +483,14 @@ fn trace_batch(
     (traces, spans)
 }
 
+/// Wait until `at`; forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn is_fatal(kind: MessagesErrorKind) -> bool {
     matches!(
         kind,
@@ -497,10 +500,10 @@ fn is_fatal(kind: MessagesErrorKind) -> bool {
     )
 }
 
-/// Run `work`, telling the server every `every` that the batch's messages are still in hand.
-async fn with_progress<F: Future>(
+/// Run `work`, telling the server every `every` that these messages are still in hand.
+async fn with_progress<'a, F: Future>(
     client: &Client,
-    groups: &[Group],
+    replies: impl Iterator<Item = &'a Option<Subject>> + Clone,
     every: Duration,
     work: F,
 ) -> F::Output {
@@ -510,7 +513,7 @@ async fn with_progress<F: Future>(
         tokio::select! {
             out = &mut work => return out,
             _ = tick.tick() => {
-                for reply in groups.iter().flat_map(Group::replies) {
+                for reply in replies.clone() {
                     ack(client, reply, AckKind::Progress).await;
                 }
             }

@@ -189,31 +189,36 @@ impl Watermarks {
     async fn publish_stored(
         &mut self,
         marks: Vec<(Sku, Watermark)>,
-        pending_: bool,
+        pending: bool,
     ) -> PendingMarks {
-        let mut pending = PendingMarks::default();
-        for (sku, mark) in marks {
-            if pending.pending.len() >= WINDOW
-                && let Some(oldest) = pending.pending.pop_front()
-            {
-                pending.done.push(settle_one(oldest).await);
-            }
-            let key = Self::key(&self.channel, &sku);
-            let stored = Stored {
-                mark,
-                pending: pending_,
-            };
-            let value =
-                serde_json::to_vec(&stored).expect("invariant: a watermark always serializes");
-            let published = self
-                .js
-                .publish(format!("$KV.{WATERMARKS_BUCKET}.{key}"), value.into())
-                .await
-                .map_err(|e| e.to_string());
-            self.cache.insert(sku.clone(), Some(stored));
-            pending.pending.push_back((sku, key, published));
+        let stored: Vec<(Sku, Stored)> = marks
+            .into_iter()
+            .map(|(sku, mark)| (sku, Stored { mark, pending }))
+            .collect();
+        for (sku, s) in &stored {
+            self.cache.insert(sku.clone(), Some(*s));
         }
-        pending
+        self.writer().write(stored).await
+    }
+
+    /// Hold `mark` as this SKU's watermark without writing it yet (a [`MarkWriter`] writes
+    /// it later; if that fails, [`forget`](Self::forget) the SKU).
+    pub fn remember(&mut self, sku: Sku, mark: Watermark) {
+        self.cache.insert(
+            sku,
+            Some(Stored {
+                mark,
+                pending: false,
+            }),
+        );
+    }
+
+    /// A handle that writes this channel's watermarks to the bucket, leaving the cache alone.
+    pub fn writer(&self) -> MarkWriter {
+        MarkWriter {
+            channel: self.channel.clone(),
+            js: self.js.clone(),
+        }
     }
 
     /// Drop these SKUs from the cache (their watermark write failed: read it again next time).
@@ -227,6 +232,40 @@ impl Watermarks {
     /// the bucket).
     pub fn clear_cache(&mut self) {
         self.cache.clear();
+    }
+}
+
+/// Writes one channel's watermarks (see [`Watermarks::writer`]).
+#[derive(Debug, Clone)]
+pub struct MarkWriter {
+    channel: String,
+    js: async_nats::jetstream::Context,
+}
+
+impl MarkWriter {
+    /// Publish each value without waiting for the stream's acknowledgements (a KV put is a
+    /// publish to `$KV.<bucket>.<key>`); at most [`WINDOW`] are unacknowledged at once.
+    /// Publishes from one connection are stored in order, so a later write of the same key
+    /// lands after this one.
+    pub async fn write(&self, marks: Vec<(Sku, Stored)>) -> PendingMarks {
+        let mut pending = PendingMarks::default();
+        for (sku, stored) in marks {
+            if pending.pending.len() >= WINDOW
+                && let Some(oldest) = pending.pending.pop_front()
+            {
+                pending.done.push(settle_one(oldest).await);
+            }
+            let key = Watermarks::key(&self.channel, &sku);
+            let value =
+                serde_json::to_vec(&stored).expect("invariant: a watermark always serializes");
+            let published = self
+                .js
+                .publish(format!("$KV.{WATERMARKS_BUCKET}.{key}"), value.into())
+                .await
+                .map_err(|e| e.to_string());
+            pending.pending.push_back((sku, key, published));
+        }
+        pending
     }
 }
 

@@ -1,0 +1,178 @@
+//! Watermark commits: the watermarks of what the channel confirmed are written to the bucket
+//! together, at most every `commit_interval` while a backlog is worked through, and each
+//! pushed message is acked once its watermark (or a newer one) is written: channel first,
+//! watermark second, ack last, for every message.
+//!
+//! While a SKU waits, only its newest pushed delivery is held unacked. An older one is acked
+//! as soon as a newer delivery of its SKU is pushed and held: if the process dies, that
+//! newer one is redelivered and pushed again (a redelivered SKU is brought up to the
+//! stream's newest), so nothing older can reach the channel after it. A hot SKU thus costs
+//! one watermark write per commit rather than one per batch, and the server never holds
+//! more than one unacked delivery per waiting SKU.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use async_nats::{Client, Subject};
+use onhand_common::Sku;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::batch::ack;
+use crate::metrics::{self, Outcome};
+use crate::watermark::{MarkWriter, Stored, Watermark};
+
+/// A SKU whose watermark is not written yet, and the delivery it acks.
+#[derive(Debug)]
+struct Held {
+    mark: Watermark,
+    reply: Option<Subject>,
+}
+
+/// The watermarks waiting to be written, and the commit in flight.
+#[derive(Debug)]
+pub(crate) struct Commits {
+    channel: String,
+    client: Client,
+    writer: MarkWriter,
+    held: HashMap<Sku, Held>,
+    /// When the oldest held watermark was pushed.
+    since: Option<Instant>,
+    interval: Duration,
+    /// Held SKUs beyond which a commit starts at once (the consumer delivers no more than
+    /// its max_ack_pending, and the next batch must fit beside them).
+    limit: usize,
+    /// Naks of watermarks that could not be written use this delay.
+    retry: Duration,
+    /// The commit being written: it returns the SKUs it could not write.
+    in_flight: Option<JoinHandle<Vec<Sku>>>,
+}
+
+impl Commits {
+    pub fn new(
+        channel: String,
+        client: Client,
+        writer: MarkWriter,
+        interval: Duration,
+        limit: usize,
+        retry: Duration,
+    ) -> Self {
+        Self {
+            channel,
+            client,
+            writer,
+            held: HashMap::new(),
+            since: None,
+            interval,
+            limit,
+            retry,
+            in_flight: None,
+        }
+    }
+
+    /// Hold `reply` until `mark` is written; the delivery this replaces for the SKU (an
+    /// older one, now superseded) is acked at once.
+    pub async fn hold(&mut self, sku: &Sku, mark: Watermark, reply: Option<Subject>) {
+        if let Some(held) = self.held.get_mut(sku) {
+            let older = std::mem::replace(held, Held { mark, reply });
+            ack(&self.client, &older.reply, AckKind::Ack).await;
+            return;
+        }
+        self.held.insert(sku.clone(), Held { mark, reply });
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// When the held watermarks must be written even if nothing else happens.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.since.map(|since| since + self.interval)
+    }
+
+    /// Whether to commit now: the consumer is caught up (nothing left in the stream), the
+    /// oldest held watermark is due, or too many SKUs are held.
+    pub fn due(&self, caught_up: bool) -> bool {
+        !self.held.is_empty()
+            && (caught_up
+                || self.held.len() > self.limit
+                || self.deadline().is_some_and(|d| d <= Instant::now()))
+    }
+
+    /// The replies held, for in-progress acks during a long push.
+    pub fn replies(&self) -> impl Iterator<Item = &Option<Subject>> + Clone {
+        self.held.values().map(|h| &h.reply)
+    }
+
+    /// Start writing every held watermark (after the previous commit is done); their
+    /// deliveries are acked when written, nakked when not. Returns the SKUs the previous
+    /// commit could not write, to forget from the cache.
+    pub async fn commit(&mut self) -> Vec<Sku> {
+        let failed = self.finish_in_flight().await;
+        if self.held.is_empty() {
+            return failed;
+        }
+        self.since = None;
+        let held = std::mem::take(&mut self.held);
+        let writer = self.writer.clone();
+        let client = self.client.clone();
+        let channel = self.channel.clone();
+        let retry = self.retry;
+        self.in_flight = Some(tokio::spawn(write(writer, client, channel, retry, held)));
+        failed
+    }
+
+    /// Commit everything held and wait for it: the SKUs that could not be written.
+    pub async fn flush(&mut self) -> Vec<Sku> {
+        let mut failed = self.commit().await;
+        failed.extend(self.finish_in_flight().await);
+        failed
+    }
+
+    async fn finish_in_flight(&mut self) -> Vec<Sku> {
+        match self.in_flight.take() {
+            None => Vec::new(),
+            Some(handle) => handle.await.unwrap_or_else(|err| {
+                // Its deliveries are redelivered after ack_wait and pushed again.
+                tracing::error!(error = %err, channel = %self.channel, "a watermark commit failed");
+                Vec::new()
+            }),
+        }
+    }
+}
+
+/// Write the watermarks, then ack each delivery whose watermark was written and nak the
+/// others (they are pushed again on redelivery).
+async fn write(
+    writer: MarkWriter,
+    client: Client,
+    channel: String,
+    retry: Duration,
+    held: HashMap<Sku, Held>,
+) -> Vec<Sku> {
+    // settle() answers in the order written.
+    let (replies, marks): (Vec<Option<Subject>>, Vec<(Sku, Stored)>) = held
+        .into_iter()
+        .map(|(sku, h)| {
+            let stored = Stored {
+                mark: h.mark,
+                pending: false,
+            };
+            (h.reply, (sku, stored))
+        })
+        .unzip();
+    let mut failed = Vec::new();
+    let written = writer.write(marks).await.settle().await;
+    for ((sku, result), reply) in written.into_iter().zip(replies) {
+        match result {
+            Ok(()) => ack(&client, &reply, AckKind::Ack).await,
+            Err(err) => {
+                tracing::warn!(error = %err, channel = %channel, sku = %sku, "watermark not written; the event will be redelivered");
+                ack(&client, &reply, AckKind::Nak(Some(retry))).await;
+                failed.push(sku);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        metrics::events(&channel, Outcome::Retried, failed.len() as u64);
+    }
+    failed
+}

@@ -1,0 +1,192 @@
+//! Watermark commits: a backlog writes each SKU's watermark once per commit, a caught-up
+//! projector writes at once, and a stopping projector writes what it pushed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use onhand_channels::ChannelSettings;
+use onhand_common::Sku;
+use onhand_projector::ProjectorConfig;
+use onhand_projector::ops::{self, RebuildFrom};
+use onhand_projector::watermark::Watermark;
+use onhand_sandbox::Channel as Sandboxed;
+use onhand_streams::names::{INVENTORY_STREAM, WATERMARKS_BUCKET};
+use onhand_testkit::eventually;
+
+use crate::support::{Harness, Running, event, fast_config, skus};
+
+/// Commits only when caught up or when stopping (the interval is the longest allowed).
+fn slow_commits() -> ProjectorConfig {
+    ProjectorConfig {
+        max_batch: 50,
+        ack_wait: Duration::from_secs(30),
+        commit_interval: Duration::from_secs(10),
+        ..fast_config()
+    }
+}
+
+/// A webhook projector whose consumer starts at the stream's first event (a new one would
+/// start at each SKU's newest), so the whole stream is its backlog.
+async fn from_the_start(
+    h: &Harness,
+    settings: &ChannelSettings,
+    config: ProjectorConfig,
+) -> Running {
+    ops::rebuild(&h.js, &settings.name, &config, RebuildFrom::Sequence(1))
+        .await
+        .expect("consumer at the first event");
+    h.projector(settings, config).await
+}
+
+/// Watermark writes so far (the bucket's stream sequence).
+async fn watermark_writes(h: &Harness) -> u64 {
+    h.js.get_stream(format!("KV_{WATERMARKS_BUCKET}"))
+        .await
+        .expect("bucket stream")
+        .info()
+        .await
+        .expect("info")
+        .state
+        .last_sequence
+}
+
+async fn watermark(h: &Harness, sku: &str) -> Option<Watermark> {
+    let kv = h.js.get_key_value(WATERMARKS_BUCKET).await.expect("bucket");
+    let key = format!("webhook.{}", Sku::parse(sku).expect("sku").token());
+    let bytes = kv.get(&key).await.expect("get")?;
+    Some(serde_json::from_slice(&bytes).expect("a watermark"))
+}
+
+/// (num_pending, num_ack_pending) of the webhook projector's consumer.
+async fn consumer_state(h: &Harness) -> (u64, usize) {
+    let info =
+        h.js.get_stream(INVENTORY_STREAM)
+            .await
+            .expect("stream")
+            .consumer_info("projector-webhook")
+            .await
+            .expect("consumer");
+    (info.num_pending, info.num_ack_pending)
+}
+
+#[tokio::test]
+async fn a_backlog_writes_each_skus_watermark_once_and_acks_every_message() {
+    let h = Harness::start().await;
+    let items = skus("backlog", 20);
+    h.seed(
+        Sandboxed::Webhook,
+        &items.iter().map(|s| (s.clone(), 0)).collect::<Vec<_>>(),
+    )
+    .await;
+    // 600 events in the stream before the projector starts: 12 batches of 50, each with
+    // every SKU, so a write per SKU per batch would be 240 writes.
+    const VERSIONS: i64 = 30;
+    for version in 1..=VERSIONS {
+        for sku in &items {
+            h.publish(&event(sku, version, 10 * version)).await;
+        }
+    }
+    let before = watermark_writes(&h).await;
+    let running = from_the_start(&h, &h.settings(Sandboxed::Webhook, &[]), slow_commits()).await;
+    eventually(
+        Duration::from_secs(30),
+        "every message is acked and every sku shows its last value",
+        || async {
+            let settled = consumer_state(&h).await == (0, 0);
+            let shown = items
+                .iter()
+                .all(|s| h.latest(Sandboxed::Webhook, s) == Some(10 * VERSIONS));
+            (settled && shown).then_some(())
+        },
+    )
+    .await;
+    // Every message acked means every watermark was written (ack comes last).
+    assert_eq!(
+        watermark_writes(&h).await - before,
+        items.len() as u64,
+        "one watermark write per sku for the whole backlog"
+    );
+    for sku in &items {
+        let mark = watermark(&h, sku).await.expect("a watermark");
+        assert_eq!((mark.version, mark.qty), (VERSIONS, 10 * VERSIONS), "{sku}");
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_caught_up_projector_writes_the_watermark_without_waiting_for_the_interval() {
+    let h = Harness::start().await;
+    h.seed(Sandboxed::Webhook, &[("live-1".to_owned(), 0)])
+        .await;
+    let running = h
+        .projector(&h.settings(Sandboxed::Webhook, &[]), slow_commits())
+        .await;
+    h.publish(&event("live-1", 1, 7)).await;
+    // Well inside the 10 s commit interval: nothing else is in the stream, so the batch
+    // commits at once.
+    eventually(
+        Duration::from_secs(5),
+        "the watermark is written and the message acked",
+        || async {
+            let mark = watermark(&h, "live-1").await?;
+            (mark.version == 1 && consumer_state(&h).await == (0, 0)).then_some(())
+        },
+    )
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopping_projector_writes_the_watermarks_of_what_it_pushed() {
+    let h = Harness::start().await;
+    let items = skus("stop", 40);
+    h.seed(
+        Sandboxed::Webhook,
+        &items.iter().map(|s| (s.clone(), 0)).collect::<Vec<_>>(),
+    )
+    .await;
+    for version in 1..=5 {
+        for sku in &items {
+            h.publish(&event(sku, version, 10 * version)).await;
+        }
+    }
+    // Five channel calls a second, ten messages a batch: the backlog takes seconds, so the
+    // projector stops with pushed SKUs whose watermarks wait for a commit.
+    let settings = h.settings(
+        Sandboxed::Webhook,
+        &[
+            ("RATE_LIMIT", "documented"),
+            ("RATE_PER_SEC", "5"),
+            ("RATE_BURST", "1"),
+        ],
+    );
+    let config = ProjectorConfig {
+        max_batch: 10,
+        ..slow_commits()
+    };
+    let running = from_the_start(&h, &settings, config).await;
+    eventually(
+        Duration::from_secs(30),
+        "a few batches reach the channel",
+        || async { (h.writes(Sandboxed::Webhook).len() >= 30).then_some(()) },
+    )
+    .await;
+    running.stop().await;
+    assert!(
+        items
+            .iter()
+            .any(|s| h.latest(Sandboxed::Webhook, s) != Some(50)),
+        "the projector stopped before the end of the backlog"
+    );
+    // Each SKU's last value the channel accepted, as (version, qty).
+    let mut shown: HashMap<String, i64> = HashMap::new();
+    for w in h.writes(Sandboxed::Webhook) {
+        shown.insert(w.sku.clone(), w.quantity);
+    }
+    for (sku, qty) in &shown {
+        let mark = watermark(&h, sku)
+            .await
+            .unwrap_or_else(|| panic!("{sku} reached the channel ({qty}) but has no watermark"));
+        assert_eq!((mark.version * 10, mark.qty), (*qty, *qty), "{sku}");
+    }
+}
