@@ -104,9 +104,9 @@ impl Applier {
             };
         }
         let mut outcomes: Vec<Option<SkuOutcome>> = vec![None; events.len()];
-        let mut pushes = Vec::new();
-        let mut pushed_index = Vec::new();
-        let mut marks: Vec<(usize, Sku, Watermark)> = Vec::new();
+        let mut pushes = Vec::with_capacity(events.len());
+        let mut pushed_index = Vec::with_capacity(events.len());
+        let mut marks: Vec<(usize, Sku, Watermark)> = Vec::with_capacity(events.len());
         let now = OffsetDateTime::now_utc();
         for (i, event) in events.iter().enumerate() {
             let version = event.stock.version;
