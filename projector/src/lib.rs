@@ -1,7 +1,7 @@
 //! Projectors (DESIGN.md §5): one stateless process per channel consumes the durable
 //! consumer `projector-<channel>` on `INVENTORY`, keeps the newest event per SKU, computes the
 //! channel's quantity with the shared policy, drops what the watermark already holds, pushes
-//! through the channel's adapter, writes watermarks, then acks. Transient failures are naked
+//! through the channel's adapter, writes watermarks (together, per commit), then acks. Transient failures are naked
 //! with backoff; what the channel refuses for good and what cannot be decoded goes to
 //! `inventory.dlq.<channel>` and is termed, without holding back the rest.
 
