@@ -1,6 +1,6 @@
 //! The live loop: fetch a batch, decode (poison → DLQ, term), keep the newest event per
 //! SKU, apply it (guard, policy, push), then settle every message of the batch: the pushed
-//! ones are acked once their watermark is committed (see [`crate::commit`]), the rest at once.
+//! ones are acked once their watermark is committed (see the `commit` module), the rest at once.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -244,7 +244,7 @@ pub struct MarkWriter {
 
 impl MarkWriter {
     /// Publish each value without waiting for the stream's acknowledgements (a KV put is a
-    /// publish to `$KV.<bucket>.<key>`); at most [`WINDOW`] are unacknowledged at once.
+    /// publish to `$KV.<bucket>.<key>`); at most `WINDOW` are unacknowledged at once.
     /// Publishes from one connection are stored in order, so a later write of the same key
     /// lands after this one.
     pub async fn write(&self, marks: Vec<(Sku, Stored)>) -> PendingMarks {
