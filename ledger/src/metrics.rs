@@ -60,6 +60,11 @@ pub fn relay_published(count: usize, lag_seconds: impl Iterator<Item = f64>) {
     }
 }
 
+/// A row the stream already had (same `Nats-Msg-Id` inside the duplicate window).
+pub fn relay_duplicate() {
+    counter!("onhand_outbox_duplicates_total").increment(1);
+}
+
 pub fn relay_failed(stage: &'static str) {
     counter!("onhand_outbox_relay_errors_total", "stage" => stage).increment(1);
 }

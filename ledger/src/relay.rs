@@ -230,6 +230,12 @@ async fn publish(
                 let ack = tokio::time::timeout(ack_timeout, ack)
                     .await
                     .map_err(|_| format!("no PubAck within {ack_timeout:?}"))??;
+                if ack.duplicate {
+                    // Published before by a relay that died before marking the row; the
+                    // stream kept the first copy (its sequence is the one recorded).
+                    metrics::relay_duplicate();
+                    tracing::debug!(event_id = %row.event_id, sequence = ack.sequence, "already in the stream");
+                }
                 Ok::<_, async_nats::Error>((row.id, ack.sequence as i64))
             }
             .instrument(span)

@@ -228,6 +228,27 @@ async fn relay_killed_at_any_point_publishes_every_row_once() {
     let duplicates = assert_stream_matches_outbox(&t).await;
     // The stream's duplicate window dropped every republished copy.
     assert_eq!(duplicates, 0);
+    // The relay counted those copies: the rows published by hand, and any a killed relay
+    // had published without marking.
+    let metrics = t
+        .http
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("onhand_outbox_duplicates_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a duplicates counter in {metrics}"));
+    assert!(
+        counted >= pending.len() as u64,
+        "{counted} duplicates counted, {} republished by hand",
+        pending.len()
+    );
 }
 
 #[tokio::test]
