@@ -59,6 +59,11 @@ pub(crate) struct Batch {
     /// Messages left in the stream for the consumer after the last one received (from its
     /// delivery info): 0 when the consumer is caught up.
     pub pending: u64,
+    /// The highest consumer (delivery) sequence received, carried over from batch to batch.
+    pub delivered_up_to: u64,
+    /// A message came with a consumer sequence at or below one already received: the
+    /// durable was recreated under this projector (a rebuild from another process).
+    pub consumer_restarted: bool,
     /// Every trace the batch's messages carried, when traced.
     pub carried: Vec<TraceContext>,
     traced: bool,
@@ -74,6 +79,7 @@ impl Batch {
         self.poison.clear();
         self.size = 0;
         self.pending = 0;
+        self.consumer_restarted = false;
         self.carried.clear();
         self.traced = traced;
     }
@@ -81,11 +87,22 @@ impl Batch {
     /// Decode `message` and fold it into its SKU's group, or keep it as poison.
     pub fn add(&mut self, message: Message) {
         self.size += 1;
-        let (sequence, delivered, pending) = message
+        let (sequence, delivered, pending, consumer_sequence) = message
             .info()
-            .map(|i| (i.stream_sequence, i.delivered, i.pending))
-            .unwrap_or((0, 1, 0));
+            .map(|i| {
+                (
+                    i.stream_sequence,
+                    i.delivered,
+                    i.pending,
+                    i.consumer_sequence,
+                )
+            })
+            .unwrap_or((0, 1, 0, 0));
         self.pending = pending;
+        if consumer_sequence <= self.delivered_up_to {
+            self.consumer_restarted = true;
+        }
+        self.delivered_up_to = consumer_sequence;
         let event = match decode(&message) {
             Ok(event) => event,
             Err(reason) => {

@@ -127,6 +127,16 @@ impl Commits {
         failed
     }
 
+    /// Drop the held watermarks unwritten and their deliveries unacked (the server
+    /// redelivers them after the ack wait); wait for the commit in flight. Returns every
+    /// SKU whose cached watermark the bucket may not hold.
+    pub async fn abandon(&mut self) -> Vec<Sku> {
+        let mut failed = self.finish_in_flight().await;
+        self.since = None;
+        failed.extend(std::mem::take(&mut self.held).into_keys());
+        failed
+    }
+
     async fn finish_in_flight(&mut self) -> Vec<Sku> {
         match self.in_flight.take() {
             None => Vec::new(),

@@ -112,8 +112,14 @@ impl Projector {
         self.ready.store(true, Ordering::Relaxed);
         tracing::info!(channel = %self.applier.channel_name, consumer = %consumer::name(&self.applier.channel_name), "projector attached");
         let result = self.consume_batches(&mut messages, shutdown).await;
-        // What was pushed is committed before leaving (shutdown, or a reattach).
-        let failed = self.commits.flush().await;
+        let failed = match &result {
+            // Stopping: what was pushed is committed and acked before leaving.
+            Ok(()) => self.commits.flush().await,
+            // The consumer failed (or was recreated by a rebuild, which purged the
+            // watermarks: writing the held ones now would make the rebuild skip their SKUs).
+            // Their messages are redelivered and pushed again.
+            Err(_) => self.commits.abandon().await,
+        };
         self.applier.watermarks.forget(&failed);
         result
     }
@@ -167,7 +173,10 @@ impl Projector {
                     Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
                 }
             }
-            self.process(&mut batch, span).await;
+            // A fatal error (the consumer was deleted, say by a rebuild that purged the
+            // watermarks) means the held watermarks must not be written: the batch is
+            // pushed, and its messages and the held ones are left to the new consumer.
+            self.process(&mut batch, span, fatal.is_none()).await;
             if let Some(err) = fatal {
                 return Err(err.into());
             }
@@ -177,10 +186,18 @@ impl Projector {
     /// Handle one received batch: dead-letter its poison, push the newest event of each
     /// SKU, then settle every message: the pushed ones wait for their watermark's commit,
     /// the others are acked, nakked or termed at once. Every message ends settled.
-    async fn process(&mut self, batch: &mut Batch, span: tracing::Span) {
+    async fn process(&mut self, batch: &mut Batch, span: tracing::Span, may_commit: bool) {
         let channel = self.applier.channel_name.clone();
         let size = batch.size;
         let caught_up = batch.pending == 0;
+        if batch.consumer_restarted {
+            // A rebuild recreated the consumer and purged the watermarks: what this process
+            // holds or remembers was pushed before, perhaps to a channel since wiped, and
+            // must not outlive the purge.
+            tracing::info!(channel = %channel, "the consumer was recreated; dropping held watermarks and the cache");
+            self.commits.abandon().await;
+            self.applier.watermarks.clear_cache();
+        }
         for poison in std::mem::take(&mut batch.poison) {
             self.poison(poison).await;
         }
@@ -194,7 +211,7 @@ impl Projector {
         metrics::batch(&channel, size, applied);
         groups.clear();
         self.spare = groups;
-        if self.commits.due(caught_up) {
+        if may_commit && self.commits.due(caught_up) {
             let failed = self.commits.commit().await;
             self.applier.watermarks.forget(&failed);
         }

@@ -190,3 +190,70 @@ async fn a_stopping_projector_writes_the_watermarks_of_what_it_pushed() {
         assert_eq!((mark.version * 10, mark.qty), (*qty, *qty), "{sku}");
     }
 }
+
+#[tokio::test]
+async fn a_rebuild_under_a_running_projector_restores_skus_whose_watermarks_were_held() {
+    let h = Harness::start().await;
+    let items = skus("held", 200);
+    let zeroes: Vec<(String, i64)> = items.iter().map(|s| (s.clone(), 0)).collect();
+    h.seed(Sandboxed::Webhook, &zeroes).await;
+    // One version per SKU: each SKU pushed mid-backlog is held at its newest version.
+    for sku in &items {
+        h.publish(&event(sku, 1, 10)).await;
+    }
+    // Fifty SKUs a second: the backlog lasts seconds, and nothing is committed meanwhile.
+    let settings = h.settings(
+        Sandboxed::Webhook,
+        &[
+            ("RATE_LIMIT", "documented"),
+            ("RATE_PER_SEC", "5"),
+            ("RATE_BURST", "1"),
+        ],
+    );
+    let config = ProjectorConfig {
+        max_batch: 10,
+        ..slow_commits()
+    };
+    let running = from_the_start(&h, &settings, config.clone()).await;
+    let some_writes = |n: usize| {
+        let h = &h;
+        move || async move { (h.writes(Sandboxed::Webhook).len() >= n).then_some(()) }
+    };
+    eventually(Duration::from_secs(30), "some skus pushed", some_writes(20)).await;
+    // The channel loses its state while the projector runs (the wipe also clears its write
+    // log); the SKUs pushed so far are lost there, their watermarks still held.
+    let status = h
+        .http
+        .delete(format!("{}/admin/webhook/items", h.sandbox_base))
+        .send()
+        .await
+        .expect("wipe")
+        .status();
+    assert!(status.is_success());
+    h.seed(Sandboxed::Webhook, &zeroes).await;
+    // Once later batches reached the wiped channel, an operator rebuilds it under the
+    // running projector: the watermarks are purged and the consumer recreated.
+    eventually(
+        Duration::from_secs(30),
+        "pushes after the wipe",
+        some_writes(20),
+    )
+    .await;
+    ops::rebuild(&h.js, "webhook", &config, RebuildFrom::LastPerSubject)
+        .await
+        .expect("rebuild");
+    // Had the projector written the held watermarks after the purge, their SKUs would look
+    // applied to the new consumer and stay at 0.
+    eventually(
+        Duration::from_secs(60),
+        "the rebuild restores every sku",
+        || async {
+            items
+                .iter()
+                .all(|s| h.latest(Sandboxed::Webhook, s) == Some(10))
+                .then_some(())
+        },
+    )
+    .await;
+    running.stop().await;
+}
