@@ -61,7 +61,14 @@ impl Applier {
             .enumerate()
             .filter_map(|(i, m)| Some((i, (events[i].sku.clone(), m?))))
             .unzip();
-        let written = self.watermarks.publish(marks).await.settle().await;
+        // The cache holds them already (push remembers what it confirmed).
+        let written = self
+            .watermarks
+            .writer()
+            .write(marks, false)
+            .await
+            .settle()
+            .await;
         let mut failed = Vec::new();
         for (i, (sku, result)) in index.into_iter().zip(written) {
             if let Err(err) = result {

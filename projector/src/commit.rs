@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::batch::ack;
 use crate::metrics::{self, Outcome};
-use crate::watermark::{MarkWriter, Stored, Watermark};
+use crate::watermark::{MarkWriter, Watermark};
 
 /// A SKU whose watermark is not written yet, and the delivery it acks.
 #[derive(Debug)]
@@ -159,18 +159,12 @@ async fn write(
     held: HashMap<Sku, Held>,
 ) -> Vec<Sku> {
     // settle() answers in the order written.
-    let (replies, marks): (Vec<Option<Subject>>, Vec<(Sku, Stored)>) = held
+    let (replies, marks): (Vec<Option<Subject>>, Vec<(Sku, Watermark)>) = held
         .into_iter()
-        .map(|(sku, h)| {
-            let stored = Stored {
-                mark: h.mark,
-                pending: false,
-            };
-            (h.reply, (sku, stored))
-        })
+        .map(|(sku, h)| (h.reply, (sku, h.mark)))
         .unzip();
     let mut failed = Vec::new();
-    let written = writer.write(marks).await.settle().await;
+    let written = writer.write(marks, false).await.settle().await;
     for ((sku, result), reply) in written.into_iter().zip(replies) {
         match result {
             Ok(()) => ack(&client, &reply, AckKind::Ack).await,

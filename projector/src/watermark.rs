@@ -14,9 +14,10 @@ use time::OffsetDateTime;
 
 /// Concurrent KV requests per batch.
 const CONCURRENCY: usize = 64;
-/// Watermark writes published and not yet acknowledged, at most, per batch. async-nats
-/// holds a permit per unacknowledged publish (5,000 per context by default) and blocks the
-/// next publish when they run out, so two batches in flight must stay under that.
+/// Watermark writes published and not yet acknowledged, at most, per [`MarkWriter::write`].
+/// async-nats holds a permit per unacknowledged publish (5,000 per context by default) and
+/// blocks the next publish when they run out, so a commit in flight and a batch's intents
+/// together must stay under that.
 const WINDOW: usize = 2_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,33 +173,18 @@ impl Watermarks {
         self.cache.get(sku).copied().flatten()
     }
 
-    /// Publish watermarks without waiting for the stream's acknowledgements (a KV put is a
-    /// publish to `$KV.<bucket>.<key>`, so a batch costs one round trip, not one per SKU).
-    /// The cache holds them at once; whoever settles the result must [`forget`](Self::forget)
-    /// the SKUs whose write failed. Publishes from one connection are stored in order, so a
-    /// later batch's watermark for the same SKU lands after this one.
-    pub async fn publish(&mut self, marks: Vec<(Sku, Watermark)>) -> PendingMarks {
-        self.publish_stored(marks, false).await
-    }
-
-    /// Publish intents (see [`Stored`]); the caller settles them before pushing.
+    /// Publish intents (see [`Stored`]) without waiting for their acknowledgements; the
+    /// cache holds them at once, and the caller settles them before pushing and
+    /// [`forget`](Self::forget)s the SKUs whose write failed.
     pub async fn publish_intents(&mut self, marks: Vec<(Sku, Watermark)>) -> PendingMarks {
-        self.publish_stored(marks, true).await
-    }
-
-    async fn publish_stored(
-        &mut self,
-        marks: Vec<(Sku, Watermark)>,
-        pending: bool,
-    ) -> PendingMarks {
-        let stored: Vec<(Sku, Stored)> = marks
-            .into_iter()
-            .map(|(sku, mark)| (sku, Stored { mark, pending }))
-            .collect();
-        for (sku, s) in &stored {
-            self.cache.insert(sku.clone(), Some(*s));
+        for (sku, mark) in &marks {
+            let intent = Stored {
+                mark: *mark,
+                pending: true,
+            };
+            self.cache.insert(sku.clone(), Some(intent));
         }
-        self.writer().write(stored).await
+        self.writer().write(marks, true).await
     }
 
     /// Hold `mark` as this SKU's watermark without writing it yet (a [`MarkWriter`] writes
@@ -243,13 +229,18 @@ pub struct MarkWriter {
 }
 
 impl MarkWriter {
-    /// Publish each value without waiting for the stream's acknowledgements (a KV put is a
-    /// publish to `$KV.<bucket>.<key>`); at most `WINDOW` are unacknowledged at once.
-    /// Publishes from one connection are stored in order, so a later write of the same key
-    /// lands after this one.
-    pub async fn write(&self, marks: Vec<(Sku, Stored)>) -> PendingMarks {
+    /// Publish each watermark (as an intent when `pending`) without waiting for the
+    /// stream's acknowledgements (a KV put is a publish to `$KV.<bucket>.<key>`); at most
+    /// `WINDOW` are unacknowledged at once. Publishes from one connection are stored in
+    /// order, so a later write of the same key lands after this one. Settle the result for
+    /// each write's outcome, in the order given.
+    pub async fn write(&self, marks: Vec<(Sku, Watermark)>, pending_: bool) -> PendingMarks {
         let mut pending = PendingMarks::default();
-        for (sku, stored) in marks {
+        for (sku, mark) in marks {
+            let stored = Stored {
+                mark,
+                pending: pending_,
+            };
             if pending.pending.len() >= WINDOW
                 && let Some(oldest) = pending.pending.pop_front()
             {

@@ -197,15 +197,7 @@ async fn stock_explain_health_and_metrics() {
         .await
         .expect("sent");
     assert_eq!(ready.status().as_u16(), 200);
-    let metrics = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = t.metrics().await;
     assert!(metrics.contains("onhand_outbox_backlog "), "{metrics}");
     assert!(metrics.contains("onhand_oversold_total 0"), "{metrics}");
     // 2 reserved of 12 on hand.

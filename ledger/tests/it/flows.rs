@@ -169,15 +169,7 @@ async fn a_day_of_stock_reaches_the_stream() {
         BTreeMap::from([("ams-1".to_owned(), 8), ("nyc-1".to_owned(), 3)])
     );
 
-    let metrics = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = t.metrics().await;
     assert!(metrics.contains("onhand_oversold_total 1"), "{metrics}");
     assert!(metrics.contains("onhand_outbox_backlog 0"), "{metrics}");
 }

@@ -125,15 +125,7 @@ async fn nats_stopped_and_restarted_mid_run_loses_nothing() {
         },
     )
     .await;
-    let metrics = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = t.metrics().await;
     let backlog: i64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("onhand_outbox_backlog "))
@@ -230,15 +222,7 @@ async fn relay_killed_at_any_point_publishes_every_row_once() {
     assert_eq!(duplicates, 0);
     // The relay counted those copies: the rows published by hand, and any a killed relay
     // had published without marking.
-    let metrics = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = t.metrics().await;
     let counted: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("onhand_outbox_duplicates_total "))

@@ -225,6 +225,18 @@ impl TestLedger {
         out
     }
 
+    /// The ledger's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// Wait until every outbox row is marked published.
     pub async fn drained(&self) {
         let pool = self.db.pool().clone();

@@ -38,6 +38,24 @@ async fn from_the_start(
     h.projector(settings, config).await
 }
 
+/// The webhook at five calls a second, ten messages a batch (fifty SKUs a second): a
+/// backlog takes seconds, and nothing is committed while it lasts.
+fn throttled(h: &Harness) -> (ChannelSettings, ProjectorConfig) {
+    let settings = h.settings(
+        Sandboxed::Webhook,
+        &[
+            ("RATE_LIMIT", "documented"),
+            ("RATE_PER_SEC", "5"),
+            ("RATE_BURST", "1"),
+        ],
+    );
+    let config = ProjectorConfig {
+        max_batch: 10,
+        ..slow_commits()
+    };
+    (settings, config)
+}
+
 /// Watermark writes so far (the bucket's stream sequence).
 async fn watermark_writes(h: &Harness) -> u64 {
     h.js.get_stream(format!("KV_{WATERMARKS_BUCKET}"))
@@ -73,11 +91,7 @@ async fn consumer_state(h: &Harness) -> (u64, usize) {
 async fn a_backlog_writes_each_skus_watermark_once_and_acks_every_message() {
     let h = Harness::start().await;
     let items = skus("backlog", 20);
-    h.seed(
-        Sandboxed::Webhook,
-        &items.iter().map(|s| (s.clone(), 0)).collect::<Vec<_>>(),
-    )
-    .await;
+    h.seed_at_zero(Sandboxed::Webhook, &items).await;
     // 600 events in the stream before the projector starts: 12 batches of 50, each with
     // every SKU, so a write per SKU per batch would be 240 writes.
     const VERSIONS: i64 = 30;
@@ -140,30 +154,14 @@ async fn a_caught_up_projector_writes_the_watermark_without_waiting_for_the_inte
 async fn a_stopping_projector_writes_the_watermarks_of_what_it_pushed() {
     let h = Harness::start().await;
     let items = skus("stop", 40);
-    h.seed(
-        Sandboxed::Webhook,
-        &items.iter().map(|s| (s.clone(), 0)).collect::<Vec<_>>(),
-    )
-    .await;
+    h.seed_at_zero(Sandboxed::Webhook, &items).await;
     for version in 1..=5 {
         for sku in &items {
             h.publish(&event(sku, version, 10 * version)).await;
         }
     }
-    // Five channel calls a second, ten messages a batch: the backlog takes seconds, so the
-    // projector stops with pushed SKUs whose watermarks wait for a commit.
-    let settings = h.settings(
-        Sandboxed::Webhook,
-        &[
-            ("RATE_LIMIT", "documented"),
-            ("RATE_PER_SEC", "5"),
-            ("RATE_BURST", "1"),
-        ],
-    );
-    let config = ProjectorConfig {
-        max_batch: 10,
-        ..slow_commits()
-    };
+    // The projector stops with pushed SKUs whose watermarks wait for a commit.
+    let (settings, config) = throttled(&h);
     let running = from_the_start(&h, &settings, config).await;
     eventually(
         Duration::from_secs(30),
@@ -195,25 +193,12 @@ async fn a_stopping_projector_writes_the_watermarks_of_what_it_pushed() {
 async fn a_rebuild_under_a_running_projector_restores_skus_whose_watermarks_were_held() {
     let h = Harness::start().await;
     let items = skus("held", 200);
-    let zeroes: Vec<(String, i64)> = items.iter().map(|s| (s.clone(), 0)).collect();
-    h.seed(Sandboxed::Webhook, &zeroes).await;
+    h.seed_at_zero(Sandboxed::Webhook, &items).await;
     // One version per SKU: each SKU pushed mid-backlog is held at its newest version.
     for sku in &items {
         h.publish(&event(sku, 1, 10)).await;
     }
-    // Fifty SKUs a second: the backlog lasts seconds, and nothing is committed meanwhile.
-    let settings = h.settings(
-        Sandboxed::Webhook,
-        &[
-            ("RATE_LIMIT", "documented"),
-            ("RATE_PER_SEC", "5"),
-            ("RATE_BURST", "1"),
-        ],
-    );
-    let config = ProjectorConfig {
-        max_batch: 10,
-        ..slow_commits()
-    };
+    let (settings, config) = throttled(&h);
     let running = from_the_start(&h, &settings, config.clone()).await;
     let some_writes = |n: usize| {
         let h = &h;
@@ -222,15 +207,8 @@ async fn a_rebuild_under_a_running_projector_restores_skus_whose_watermarks_were
     eventually(Duration::from_secs(30), "some skus pushed", some_writes(20)).await;
     // The channel loses its state while the projector runs (the wipe also clears its write
     // log); the SKUs pushed so far are lost there, their watermarks still held.
-    let status = h
-        .http
-        .delete(format!("{}/admin/webhook/items", h.sandbox_base))
-        .send()
-        .await
-        .expect("wipe")
-        .status();
-    assert!(status.is_success());
-    h.seed(Sandboxed::Webhook, &zeroes).await;
+    h.wipe(Sandboxed::Webhook).await;
+    h.seed_at_zero(Sandboxed::Webhook, &items).await;
     // Once later batches reached the wiped channel, an operator rebuilds it under the
     // running projector: the watermarks are purged and the consumer recreated.
     eventually(

@@ -36,14 +36,7 @@ async fn rebuild_restores_a_wiped_channel_and_its_dry_run_writes_nothing() {
     running.stop().await;
 
     // The channel loses its state: every listing recreated at 0 (new ids too).
-    let status = h
-        .http
-        .delete(format!("{}/admin/shopify/items", h.sandbox_base))
-        .send()
-        .await
-        .expect("wipe")
-        .status();
-    assert!(status.is_success());
+    h.wipe(Sandboxed::Shopify).await;
     h.seed(Sandboxed::Shopify, &zeroes).await;
 
     let diff = ops::dry_run(&h.js, &settings).await.expect("dry run");

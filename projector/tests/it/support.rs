@@ -114,6 +114,29 @@ impl Harness {
         Running { shutdown, task }
     }
 
+    /// Seed these SKUs in the sandbox catalogue at quantity 0.
+    pub async fn seed_at_zero(&self, channel: Sandboxed, skus: &[String]) {
+        let items: Vec<(String, i64)> = skus.iter().map(|s| (s.clone(), 0)).collect();
+        self.seed(channel, &items).await;
+    }
+
+    /// Wipe the channel's catalogue and write log in the sandbox (the channel loses its
+    /// state).
+    pub async fn wipe(&self, channel: Sandboxed) {
+        let status = self
+            .http
+            .delete(format!(
+                "{}/admin/{}/items",
+                self.sandbox_base,
+                channel.as_str()
+            ))
+            .send()
+            .await
+            .expect("wipe")
+            .status();
+        assert!(status.is_success(), "wiping {channel:?}: {status}");
+    }
+
     /// Seed the sandbox catalogue: (sku, quantity).
     pub async fn seed(&self, channel: Sandboxed, items: &[(String, i64)]) {
         let body: Vec<serde_json::Value> = items
