@@ -318,6 +318,7 @@ def check_nats_values(root: Path, kinds: dict[str, str]) -> None:
             f"$JS.ACK.INVENTORY.projector-{ch}.>",
             f"$JS.API.CONSUMER.INFO.INVENTORY.projector-{ch}",
             "$JS.API.STREAM.INFO.INVENTORY_DLQ",  # onhand_projector_dlq_depth
+            "$JS.API.DIRECT.GET.KV_onhand_watermarks",  # uncached watermarks, 1,000 per request
             f"$KV.onhand_watermarks.{ch}.>",
             f"inventory.dlq.{ch}",
         }

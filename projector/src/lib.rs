@@ -13,6 +13,7 @@ pub mod consumer;
 pub mod dlq;
 pub mod http;
 pub mod metrics;
+mod multiget;
 pub mod ops;
 pub mod projector;
 pub mod watermark;

@@ -12,8 +12,18 @@ use onhand_streams::names::WATERMARKS_BUCKET;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::multiget;
+
 /// Concurrent KV requests per batch.
 const CONCURRENCY: usize = 64;
+/// Concurrent batched reads (each of up to [`multiget::MAX_SUBJECTS`] keys).
+const BATCHED_CONCURRENCY: usize = 4;
+/// The JetStream API prefix (every component uses the default context).
+const API_PREFIX: &str = "$JS.API";
+/// The longest wait for each answer of a batched read (the JetStream context's default).
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The header that marks a KV delete or purge.
+const KV_OPERATION: &str = "KV-Operation";
 /// Watermark writes published and not yet acknowledged, at most, per [`MarkWriter::write`].
 /// async-nats holds a permit per unacknowledged publish (5,000 per context by default) and
 /// blocks the next publish when they run out, so a commit in flight and a batch's intents
@@ -48,6 +58,8 @@ pub enum WatermarkError {
         #[source]
         source: async_nats::jetstream::kv::EntryError,
     },
+    #[error("reading the watermarks of {count} skus: {reason}")]
+    ReadMany { count: usize, reason: String },
     #[error("watermark {key} holds an undecodable value")]
     Decode {
         key: String,
@@ -103,16 +115,28 @@ pub struct Watermarks {
     js: async_nats::jetstream::Context,
     kv: Store,
     cache: HashMap<Sku, Option<Stored>>,
+    /// Whether uncached watermarks are read [`multiget::MAX_SUBJECTS`] per request (the
+    /// server is 2.11 or newer and has not refused one); else one request per key.
+    batched: bool,
 }
 
 impl Watermarks {
     pub fn new(channel: impl Into<String>, js: async_nats::jetstream::Context, kv: Store) -> Self {
+        let batched = supports_multi_get(&js.client().server_info().version);
         Self {
             channel: channel.into(),
             js,
             kv,
             cache: HashMap::new(),
+            batched,
         }
+    }
+
+    /// Read uncached watermarks in batches (`true`, when the server supports it) or one
+    /// request per key (`false`).
+    pub fn with_batched_reads(mut self, batched: bool) -> Self {
+        self.batched = batched && supports_multi_get(&self.js.client().server_info().version);
+        self
     }
 
     pub fn key(channel: &str, sku: &Sku) -> String {
@@ -127,6 +151,25 @@ impl Watermarks {
             .filter(|s| !self.cache.contains_key(**s))
             .map(|s| (*s).clone())
             .collect();
+        // One SKU: a plain get costs the server less than a batch of one.
+        if self.batched && missing.len() > 1 {
+            match self.read_batched(&missing).await {
+                Ok(found) => {
+                    self.cache.extend(found);
+                    return Ok(());
+                }
+                Err(err @ multiget::MultiGetError::Unsupported { .. }) => {
+                    tracing::warn!(error = %err, channel = %self.channel, "reading watermarks one request per key from now on");
+                    self.batched = false;
+                }
+                Err(err) => {
+                    return Err(WatermarkError::ReadMany {
+                        count: missing.len(),
+                        reason: err.to_string(),
+                    });
+                }
+            }
+        }
         let found: Vec<(Sku, Option<Stored>)> = futures::stream::iter(missing)
             .map(|sku| {
                 let kv = self.kv.clone();
@@ -149,18 +192,27 @@ impl Watermarks {
             key: key.clone(),
             source,
         })?;
-        let mark = match entry {
-            None => None,
-            Some(bytes) => match serde_json::from_slice::<Stored>(&bytes) {
-                Ok(mark) => Some(mark),
-                Err(source) => {
-                    let err = WatermarkError::Decode { key, source };
-                    tracing::warn!(error = %err, "ignoring an undecodable watermark");
-                    None
-                }
-            },
-        };
-        Ok((sku, mark))
+        Ok((sku, entry.and_then(|bytes| decode(key, &bytes))))
+    }
+
+    /// The watermarks of `skus` (none cached), [`multiget::MAX_SUBJECTS`] per request, a
+    /// few requests at a time; every SKU gets an entry.
+    async fn read_batched(
+        &self,
+        skus: &[Sku],
+    ) -> Result<Vec<(Sku, Option<Stored>)>, multiget::MultiGetError> {
+        let chunks: Vec<Vec<Sku>> = skus
+            .chunks(multiget::MAX_SUBJECTS)
+            .map(<[Sku]>::to_vec)
+            .collect();
+        let mut answers = futures::stream::iter(chunks)
+            .map(|chunk| read_chunk(self.js.client(), self.channel.clone(), chunk))
+            .buffer_unordered(BATCHED_CONCURRENCY);
+        let mut found = Vec::with_capacity(skus.len());
+        while let Some(chunk) = answers.next().await {
+            found.extend(chunk?);
+        }
+        Ok(found)
     }
 
     /// A loaded SKU's watermark.
@@ -260,6 +312,72 @@ impl MarkWriter {
     }
 }
 
+/// One request's worth of `channel`'s watermarks (at most [`multiget::MAX_SUBJECTS`]).
+async fn read_chunk(
+    client: async_nats::Client,
+    channel: String,
+    skus: Vec<Sku>,
+) -> Result<Vec<(Sku, Option<Stored>)>, multiget::MultiGetError> {
+    let prefix = format!("$KV.{WATERMARKS_BUCKET}.");
+    let keys: Vec<String> = skus
+        .iter()
+        .map(|sku| Watermarks::key(&channel, sku))
+        .collect();
+    let subjects: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
+    let messages = multiget::last_for_subjects(
+        &client,
+        API_PREFIX,
+        &format!("KV_{WATERMARKS_BUCKET}"),
+        &subjects,
+        READ_TIMEOUT,
+    )
+    .await?;
+    let mut by_key: HashMap<String, Option<Stored>> = messages
+        .into_iter()
+        .filter_map(|m| {
+            let headers = m.headers.as_ref()?;
+            let key = headers
+                .get("Nats-Subject")?
+                .as_str()
+                .strip_prefix(prefix.as_str())?
+                .to_owned();
+            // A deleted or purged key's marker: no watermark.
+            let value = match headers.get(KV_OPERATION).map(|v| v.as_str()) {
+                Some("DEL" | "PURGE") => None,
+                _ => decode(key.clone(), &m.payload),
+            };
+            Some((key, value))
+        })
+        .collect();
+    Ok(skus
+        .into_iter()
+        .zip(keys)
+        .map(|(sku, key)| (sku, by_key.remove(&key).flatten()))
+        .collect())
+}
+
+/// A stored value, or none when it does not decode (logged; the next push rewrites it).
+fn decode(key: String, bytes: &[u8]) -> Option<Stored> {
+    match serde_json::from_slice::<Stored>(bytes) {
+        Ok(mark) => Some(mark),
+        Err(source) => {
+            let err = WatermarkError::Decode { key, source };
+            tracing::warn!(error = %err, "ignoring an undecodable watermark");
+            None
+        }
+    }
+}
+
+/// Whether a server of `version` (as its INFO gives it, `2.11.0`, `2.12.0-RC.1`) answers
+/// batched direct gets (`multi_last`, since 2.11).
+fn supports_multi_get(version: &str) -> bool {
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (2, 11),
+        _ => false,
+    }
+}
+
 /// Purge every watermark of `channel` from the bucket.
 pub async fn reset(
     js: &async_nats::jetstream::Context,
@@ -284,6 +402,22 @@ pub async fn reset(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batched_reads_need_nats_server_2_11() {
+        for (version, batched) in [
+            ("2.11.0", true),
+            ("2.15.1", true),
+            ("2.12.0-RC.1", true),
+            ("3.0.0", true),
+            ("2.10.26", false),
+            ("2.9.10", false),
+            ("", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(supports_multi_get(version), batched, "{version}");
+        }
+    }
 
     #[test]
     fn a_confirmed_watermark_is_the_contracts_three_fields_and_an_intent_adds_pending() {

@@ -5,4 +5,5 @@ mod faults;
 mod flow;
 mod ledger_e2e;
 mod operate;
+mod reads;
 mod support;
