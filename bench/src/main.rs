@@ -209,6 +209,9 @@ struct ReservationsArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before anything is allocated in earnest (see the function); a kernel without the
+    // setting has nothing to turn off.
+    let _ = onhand_common::memory::disable_transparent_huge_pages();
     rustls::crypto::ring::default_provider()
         .install_default()
         .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;

@@ -2,12 +2,14 @@
 //! availability and channel policy maths, configuration helpers, telemetry
 //! initialisation and shutdown signalling.
 //!
-//! Everything here is pure except [`telemetry`] (installs global subscribers) and
-//! [`shutdown`] (spawns a signal task); no network or database I/O.
+//! Everything here is pure except [`telemetry`] (installs global subscribers),
+//! [`shutdown`] (spawns a signal task) and [`memory`] (a process setting); no network or
+//! database I/O.
 
 pub mod backoff;
 pub mod config;
 pub mod event;
+pub mod memory;
 pub mod nats_url;
 pub mod policy;
 mod policy_env;

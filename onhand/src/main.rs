@@ -19,7 +19,8 @@ mod top_cli;
 
 /// mimalloc rather than glibc's malloc: the projector allocates and frees a few small
 /// objects per event (messages, decoded events, acks), and glibc's allocator was ~15% of its
-/// CPU in `scripts/bench projector`.
+/// CPU in `scripts/bench projector`. Transparent huge pages are turned off first thing in
+/// `main` (see `onhand_common::memory`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -220,6 +221,9 @@ enum StreamsCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Before anything is allocated in earnest (see the function); a kernel without the
+    // setting has nothing to turn off.
+    let _ = onhand_common::memory::disable_transparent_huge_pages();
     rustls::crypto::ring::default_provider()
         .install_default()
         .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
