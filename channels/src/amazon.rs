@@ -420,7 +420,7 @@ mod tests {
             "/listings/2021-08-01/items/A3SELLER/GM-ZDPI%2F9B%204E?marketplaceIds=ATVPDKIKX0DER&issueLocale=en_US"
         );
         assert_eq!(
-            request.body.expect("body").to_string(),
+            request.json_body().expect("body").to_string(),
             r#"{"patches":[{"op":"merge","path":"/attributes/fulfillment_availability","value":[{"fulfillment_channel_code":"DEFAULT","quantity":11}]}],"productType":"PRODUCT"}"#
         );
         assert!(

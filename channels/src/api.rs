@@ -23,7 +23,8 @@ pub struct ApiRequest {
     /// Path and query, relative to the channel's base URL (e.g. `/admin/api/2026-04/graphql.json`).
     pub path: String,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Option<serde_json::Value>,
+    /// A JSON body, serialized (sent as `application/json`).
+    pub body: Option<Bytes>,
     /// Rate-limit units this request spends (1 for request-counted APIs, the query cost for
     /// Shopify).
     pub cost: f64,
@@ -44,9 +45,20 @@ impl ApiRequest {
         Self::new(Method::GET, path)
     }
 
-    pub fn json(mut self, body: serde_json::Value) -> Self {
-        self.body = Some(body);
+    pub fn json(self, body: serde_json::Value) -> Self {
+        self.json_bytes(body.to_string().into_bytes())
+    }
+
+    /// A JSON body already serialized (for a body that is signed over its bytes, or built
+    /// without a `Value` tree on a hot path).
+    pub fn json_bytes(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Some(body.into());
         self
+    }
+
+    /// The body parsed back into a JSON value (none without a body or when it is not JSON).
+    pub fn json_body(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(self.body.as_ref()?).ok()
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {

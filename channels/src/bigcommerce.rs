@@ -314,7 +314,7 @@ mod tests {
             "/stores/abc123/v3/inventory/adjustments/absolute"
         );
         assert_eq!(
-            request.body.expect("body").to_string(),
+            request.json_body().expect("body").to_string(),
             r#"{"items":[{"location_id":1,"quantity":5,"sku":"RE-130"},{"location_id":1,"quantity":0,"sku":"A B"}],"reason":"onhand absolute sync"}"#
         );
         let read = api().read_request(&PageToken::next("3")).expect("read");

@@ -133,7 +133,9 @@ impl Transport {
             }
         };
         if let Some(body) = &request.body {
-            builder = builder.json(body);
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
         }
         let started = std::time::Instant::now();
         let result = builder.send().await;

@@ -35,8 +35,7 @@
 use hmac::{Hmac, Mac};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::api::{
@@ -94,20 +93,18 @@ impl Webhook {
         batch: &[Target],
         timestamp: i64,
     ) -> Result<ApiRequest, MappingError> {
-        let items: Vec<_> = batch
-            .iter()
-            .map(|t| {
-                json!({
-                    "sku": t.push.sku.as_str(),
-                    "quantity": t.push.quantity,
-                    "version": t.push.version,
-                    "event_id": t.push.event_id,
+        let body = WriteBody {
+            items: batch
+                .iter()
+                .map(|t| WriteItem {
+                    sku: t.push.sku.as_str(),
+                    quantity: t.push.quantity,
+                    version: t.push.version,
+                    event_id: t.push.event_id,
                 })
-            })
-            .collect();
-        let body = json!({ "items": items });
-        // The transport sends `body` with reqwest's `.json()`, which is
-        // `serde_json::to_vec`: the same bytes as signed here.
+                .collect(),
+        };
+        // Serialized once: the bytes signed are the bytes sent.
         let bytes = serde_json::to_vec(&body).map_err(|e| MappingError::Sku {
             sku: batch
                 .first()
@@ -115,8 +112,8 @@ impl Webhook {
                 .unwrap_or_default(),
             reason: format!("cannot serialise the batch: {e}"),
         })?;
-        let request = ApiRequest::new(Method::PUT, self.path()).json(body);
-        Ok(self.sign(request, timestamp, &bytes))
+        let signed = self.sign(ApiRequest::new(Method::PUT, self.path()), timestamp, &bytes);
+        Ok(signed.json_bytes(bytes))
     }
 
     fn sign(&self, request: ApiRequest, timestamp: i64, body: &[u8]) -> ApiRequest {
@@ -151,6 +148,20 @@ pub fn signature(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
 
 fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The write request's body.
+#[derive(Debug, Serialize)]
+struct WriteBody<'a> {
+    items: Vec<WriteItem<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct WriteItem<'a> {
+    sku: &'a str,
+    quantity: i64,
+    version: i64,
+    event_id: uuid::Uuid,
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,6 +295,8 @@ impl ChannelApi for Webhook {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn webhook() -> Webhook {
@@ -308,10 +321,10 @@ mod tests {
             .expect("request");
         assert_eq!(request.method, Method::PUT);
         assert_eq!(request.path, "/hooks/stock");
-        let body = request.body.as_ref().expect("body");
+        let body = request.json_body().expect("body");
         assert_eq!(
             body,
-            &json!({"items": [
+            json!({"items": [
                 {"sku": "A-1", "quantity": 3, "version": 7, "event_id": uuid::Uuid::nil()},
                 {"sku": "B 2", "quantity": 0, "version": 7, "event_id": uuid::Uuid::nil()},
             ]})
@@ -324,8 +337,9 @@ mod tests {
                 .map(|(_, v)| v.clone())
         };
         assert_eq!(header(HEADER_TIMESTAMP).as_deref(), Some("1700000000"));
-        let sent = serde_json::to_vec(body).expect("bytes");
-        let expected = signature(&SecretString::from("s3cret"), 1_700_000_000, &sent);
+        // Signed over the very bytes sent.
+        let sent = request.body.as_ref().expect("body");
+        let expected = signature(&SecretString::from("s3cret"), 1_700_000_000, sent);
         assert_eq!(header(HEADER_SIGNATURE), Some(expected.clone()));
         assert!(
             expected.starts_with("v1=") && expected.len() == 3 + 64,
@@ -333,7 +347,7 @@ mod tests {
         );
         assert_ne!(
             expected,
-            signature(&SecretString::from("other"), 1_700_000_000, &sent)
+            signature(&SecretString::from("other"), 1_700_000_000, sent)
         );
     }
 

@@ -36,7 +36,7 @@ fn write_body_snapshot() {
         "/sell/inventory/v1/bulk_update_price_quantity"
     );
     assert_eq!(
-        request.body,
+        request.json_body(),
         Some(json!({"requests": [
             {"sku": "A-1", "shipToLocationAvailability": {"quantity": 7},
              "offers": [{"offerId": "1001", "availableQuantity": 7}]},

@@ -64,7 +64,7 @@ fn snapshot_of_the_outbound_mutation() {
     assert_eq!(request.path, "/admin/api/2026-04/graphql.json");
     assert_eq!(request.cost, 10.0);
     assert_eq!(
-        request.body.expect("body"),
+        request.json_body().expect("body"),
         json!({
             "query": "mutation SetQuantities($input: InventorySetQuantitiesInput!) { inventorySetQuantities(input: $input) @idempotent(key: \"6f1c1d2e-0000-4000-8000-000000000000\") { inventoryAdjustmentGroup { id } userErrors { code field message } } }",
             "variables": {"input": {
@@ -87,7 +87,11 @@ fn snapshot_of_the_outbound_mutation() {
 #[test]
 fn every_request_draws_a_fresh_idempotency_key() {
     let batch = [target("A-1", 1, 1, Some(0), 1)];
-    let query = |r: ApiRequest| r.body.expect("body")["query"].as_str().map(str::to_owned);
+    let query = |r: ApiRequest| {
+        r.json_body().expect("body")["query"]
+            .as_str()
+            .map(str::to_owned)
+    };
     let a = query(api().write_request(&batch).expect("request"));
     let b = query(api().write_request(&batch).expect("request"));
     assert_ne!(a, b);
@@ -113,7 +117,7 @@ fn sku_terms_are_quoted_and_escaped() {
         .expect("request");
     assert_eq!(request.cost, 8.0);
     assert_eq!(
-        request.body.expect("body")["variables"],
+        request.json_body().expect("body")["variables"],
         json!({"query": r#"sku:"A-1" OR sku:"B 2""#, "first": 2,
                "locationId": "gid://shopify/Location/124656943"})
     );
@@ -347,7 +351,10 @@ fn read_pages_follow_the_end_cursor() {
         .read_request(&PageToken::next("abc"))
         .expect("request");
     assert_eq!(request.cost, 753.0);
-    assert_eq!(request.body.expect("body")["variables"]["after"], "abc");
+    assert_eq!(
+        request.json_body().expect("body")["variables"]["after"],
+        "abc"
+    );
     let missing = resp(200, json!({"data":{"location":null}}));
     assert!(api().read_page(&missing).is_err());
 }

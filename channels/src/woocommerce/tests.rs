@@ -40,7 +40,7 @@ fn write_body_snapshots() {
     assert_eq!(products.method, Method::POST);
     assert_eq!(products.path, "/wp-json/wc/v3/products/batch");
     assert_eq!(
-        products.body,
+        products.json_body(),
         Some(json!({"update": [
             {"id": 799, "manage_stock": true, "stock_quantity": 12},
             {"id": 800, "manage_stock": true, "stock_quantity": -1},
@@ -54,7 +54,7 @@ fn write_body_snapshots() {
         "/wp-json/wc/v3/products/900/variations/batch"
     );
     assert_eq!(
-        variations.body,
+        variations.json_body(),
         Some(json!({"update": [{"id": 901, "manage_stock": true, "stock_quantity": 3}]}))
     );
     assert!(

@@ -414,7 +414,7 @@ async fn amazon_sandbox_traffic_conforms_to_the_spec() {
         reference: None,
     };
     let request = api().write_request(&[target]).expect("request");
-    let body = request.body.clone().expect("body");
+    let body = request.json_body().expect("body");
     schema::assert_conforms(&spec, &def("ListingsItemPatchRequest"), &body);
 
     let base = sb.url(Channel::Amazon);

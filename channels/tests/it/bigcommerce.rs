@@ -356,7 +356,7 @@ async fn bigcommerce_sandbox_traffic_conforms_to_the_spec() {
     let request = api()
         .write_request(&[target("RE-130", 5)])
         .expect("request");
-    let body = request.body.clone().expect("body");
+    let body = request.json_body().expect("body");
     schema::assert_conforms(
         &spec,
         "/components/schemas/AdjustmentsAbsoluteRequest",
@@ -410,7 +410,13 @@ async fn bigcommerce_sandbox_traffic_conforms_to_the_spec() {
     let bad = api()
         .write_request(&[target("RE-130", 1), target("NOPE", 1)])
         .expect("request");
-    let (status, headers, refused) = send(reqwest::Method::PUT, bad.path, bad.body, true).await;
+    let (status, headers, refused) = send(
+        reqwest::Method::PUT,
+        bad.path.clone(),
+        bad.json_body(),
+        true,
+    )
+    .await;
     assert_eq!(status, 422);
     assert_eq!(content_type(&headers), "application/problem+json");
     schema::assert_conforms(&spec, problem, &refused);

@@ -495,7 +495,7 @@ async fn ebay_emulator_and_adapter_follow_the_spec() {
             target("SPEC-2", ids[1].to_string(), 6),
         ])
         .expect("maps");
-    let body = ok.body.expect("a body");
+    let body = ok.json_body().expect("a body");
     assert_valid(&spec, &request_schema, &body, "the adapter's request");
     let (status, response) = raw_post(&sb, bulk, &body).await;
     assert_eq!(status, 200, "{response}");
@@ -510,7 +510,7 @@ async fn ebay_emulator_and_adapter_follow_the_spec() {
             target("SPEC-2", ids[1].to_string(), 8),
         ])
         .expect("maps")
-        .body
+        .json_body()
         .expect("a body");
     assert_valid(&spec, &request_schema, &mixed, "the adapter's request");
     let (status, response) = raw_post(&sb, bulk, &mixed).await;

@@ -95,9 +95,13 @@ async fn a_wrong_secret_or_a_tampered_body_is_refused_401_and_held() {
         .api()
         .write_request_at(&targets(&[push("A-1", 9, 2)]), now())
         .expect("request");
-    request.body = Some(serde_json::json!({"items": [
-        {"sku": "A-1", "quantity": 9000, "version": 2, "event_id": uuid::Uuid::nil()}
-    ]}));
+    request.body = Some(
+        serde_json::json!({"items": [
+            {"sku": "A-1", "quantity": 9000, "version": 2, "event_id": uuid::Uuid::nil()}
+        ]})
+        .to_string()
+        .into(),
+    );
     let resp = ch.transport().send(&request).await.expect("send");
     assert_eq!(resp.status, 401);
 
