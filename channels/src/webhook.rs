@@ -32,6 +32,8 @@
 //! batch. A 401 is classified as a credentials problem (`classify`): the batch is held,
 //! an operator is alerted, and the retry is signed afresh.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
@@ -164,15 +166,19 @@ struct WriteItem<'a> {
     event_id: uuid::Uuid,
 }
 
+/// Borrowed from the response body where it holds no escapes (one result per item sent).
 #[derive(Debug, Deserialize)]
-struct WriteResponse {
-    results: Vec<ItemStatus>,
+struct WriteResponse<'a> {
+    #[serde(borrow)]
+    results: Vec<ItemStatus<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct ItemStatus {
-    sku: String,
-    status: String,
+struct ItemStatus<'a> {
+    #[serde(borrow)]
+    sku: Cow<'a, str>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
     #[serde(default)]
     error: Option<String>,
 }
@@ -211,10 +217,15 @@ impl ChannelApi for Webhook {
         if let Some(outcome) = classify::outcome(&self.classify(resp), resp) {
             return crate::api::all(batch, outcome);
         }
-        let parsed: WriteResponse = match resp.json() {
+        let parsed: WriteResponse = match serde_json::from_slice(&resp.body) {
             Ok(parsed) => parsed,
             // The receiver took the request but said nothing we understand: try again.
-            Err(e) => return crate::api::all(batch, PushOutcome::transient(e.to_string())),
+            Err(e) => {
+                return crate::api::all(
+                    batch,
+                    PushOutcome::transient(format!("undecodable body: {e}")),
+                );
+            }
         };
         // One result per item, in order; matched by SKU when the receiver reordered.
         let in_order = parsed.results.len() == batch.len()

@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Sha256;
 use tokio::time::Instant;
@@ -178,12 +178,15 @@ async fn write(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap, body: By
     let traceparent = gate::traceparent(&headers);
     let mut state = sandbox.channel(Channel::Webhook);
     let item_error = state.knobs.faults.item_error;
-    let results: Vec<_> = parsed
+    let results: Vec<ItemResult> = parsed
         .items
         .iter()
         .map(|item| {
-            let rejected =
-                |error: &str| json!({"sku": item.sku, "status": "rejected", "error": error});
+            let rejected = |error: &'static str| ItemResult {
+                sku: &item.sku,
+                status: "rejected",
+                error: Some(error),
+            };
             if !state.items.contains_key(&item.sku) {
                 return rejected("unknown_sku");
             }
@@ -196,10 +199,28 @@ async fn write(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap, body: By
             tracing::debug!(sku = %item.sku, quantity = item.quantity, version = item.version,
                 event_id = %item.event_id, "webhook item applied");
             state.apply_write(&item.sku, item.quantity, traceparent.as_deref());
-            json!({"sku": item.sku, "status": "applied"})
+            ItemResult {
+                sku: &item.sku,
+                status: "applied",
+                error: None,
+            }
         })
         .collect();
-    Json(json!({ "results": results })).into_response()
+    Json(WriteResults { results }).into_response()
+}
+
+/// The answer to a write: one result per item, in order.
+#[derive(Debug, Serialize)]
+struct WriteResults<'a> {
+    results: Vec<ItemResult<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ItemResult<'a> {
+    sku: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
 }
 
 #[derive(Debug, Deserialize)]
