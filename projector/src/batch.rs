@@ -3,7 +3,7 @@
 //! few bytes per superseded message rather than the whole message. The message itself
 //! (its headers map and its copy of the JetStream context) is dropped at once.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use async_nats::jetstream::{AckKind, Message};
 use async_nats::{Client, Subject};

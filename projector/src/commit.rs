@@ -10,7 +10,7 @@
 //! one watermark write per commit rather than one per batch, and the server never holds
 //! more than one unacked delivery per waiting SKU.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::time::Duration;
 
 use async_nats::jetstream::AckKind;

@@ -3,7 +3,7 @@
 //! The channel's projector is the only writer of its keys, so a process-local cache in
 //! front of the bucket is exact.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use async_nats::jetstream::kv::Store;
 use futures::{StreamExt, TryStreamExt};
