@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::batch::ack;
 use crate::metrics::{self, Outcome};
-use crate::watermark::{MarkWriter, Watermark};
+use crate::watermark::{MarkWriter, PendingMarks, Watermark};
 
 /// A SKU whose watermark is not written yet, and the delivery it acks.
 #[derive(Debug)]
@@ -149,6 +149,11 @@ impl Commits {
     }
 }
 
+/// Watermarks written per step of a commit: a step's deliveries are acked while the next
+/// step's writes are on their way, so the server works through acks and watermark writes
+/// together (a backlog's last commit is otherwise a tail of writes, then a tail of acks).
+const STEP: usize = 500;
+
 /// Write the watermarks, then ack each delivery whose watermark was written and nak the
 /// others (they are pushed again on redelivery).
 async fn write(
@@ -158,25 +163,48 @@ async fn write(
     retry: Duration,
     held: HashMap<Sku, Held>,
 ) -> Vec<Sku> {
-    // settle() answers in the order written.
-    let (replies, marks): (Vec<Option<Subject>>, Vec<(Sku, Watermark)>) = held
-        .into_iter()
-        .map(|(sku, h)| (h.reply, (sku, h.mark)))
-        .unzip();
     let mut failed = Vec::new();
-    let written = writer.write(marks, false).await.settle().await;
-    for ((sku, result), reply) in written.into_iter().zip(replies) {
-        match result {
-            Ok(()) => ack(&client, &reply, AckKind::Ack).await,
-            Err(err) => {
-                tracing::warn!(error = %err, channel = %channel, sku = %sku, "watermark not written; the event will be redelivered");
-                ack(&client, &reply, AckKind::Nak(Some(retry))).await;
-                failed.push(sku);
-            }
+    let mut held = held.into_iter().peekable();
+    // The step written before this one, settled once this one is published.
+    let mut previous: Option<(PendingMarks, Vec<Option<Subject>>)> = None;
+    while held.peek().is_some() {
+        let (replies, marks): (Vec<Option<Subject>>, Vec<(Sku, Watermark)>) = held
+            .by_ref()
+            .take(STEP)
+            .map(|(sku, h)| (h.reply, (sku, h.mark)))
+            .unzip();
+        let published = writer.write(marks, false).await;
+        if let Some((pending, replies)) = previous.replace((published, replies)) {
+            settle(pending, replies, &client, &channel, retry, &mut failed).await;
         }
+    }
+    if let Some((pending, replies)) = previous {
+        settle(pending, replies, &client, &channel, retry, &mut failed).await;
     }
     if !failed.is_empty() {
         metrics::events(&channel, Outcome::Retried, failed.len() as u64);
     }
     failed
+}
+
+/// Wait for a step's writes; ack each delivery whose watermark was written, nak the others.
+async fn settle(
+    pending: PendingMarks,
+    replies: Vec<Option<Subject>>,
+    client: &Client,
+    channel: &str,
+    retry: Duration,
+    failed: &mut Vec<Sku>,
+) {
+    // settle() answers in the order written.
+    for ((sku, result), reply) in pending.settle().await.into_iter().zip(replies) {
+        match result {
+            Ok(()) => ack(client, &reply, AckKind::Ack).await,
+            Err(err) => {
+                tracing::warn!(error = %err, channel = %channel, sku = %sku, "watermark not written; the event will be redelivered");
+                ack(client, &reply, AckKind::Nak(Some(retry))).await;
+                failed.push(sku);
+            }
+        }
+    }
 }
