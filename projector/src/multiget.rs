@@ -4,7 +4,7 @@
 //! holds any, then an end-of-batch marker; a projector starting cold reads its watermarks a
 //! thousand per round trip instead of one.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Message};
@@ -32,8 +32,8 @@ pub enum MultiGetError {
     Failed { subject: String, reason: String },
 }
 
-/// The last message of each of `subjects` (at most [`MAX_SUBJECTS`]) in `stream`, in the
-/// order the server sends them; a subject with no message is absent. `timeout`: the longest
+/// The last message of each of `subjects` (at most [`MAX_SUBJECTS`]) in `stream`, keyed by
+/// its subject; a subject with no message is absent. `timeout`: the longest
 /// wait for each answer.
 pub async fn last_for_subjects(
     client: &Client,
@@ -41,7 +41,7 @@ pub async fn last_for_subjects(
     stream: &str,
     subjects: &[String],
     timeout: Duration,
-) -> Result<Vec<Message>, MultiGetError> {
+) -> Result<HashMap<String, Message>, MultiGetError> {
     assert!(
         subjects.len() <= MAX_SUBJECTS,
         "at most {MAX_SUBJECTS} subjects per request"
@@ -55,11 +55,13 @@ pub async fn last_for_subjects(
         subject: request_subject.clone(),
         reason,
     };
-    let mut found = Vec::with_capacity(subjects.len());
-    let mut seen: HashSet<String> = HashSet::with_capacity(subjects.len());
+    let mut found: HashMap<String, Message> = HashMap::with_capacity(subjects.len());
     let mut up_to: Option<u64> = None;
     for _ in 0..MAX_ROUNDS {
-        let wanted: Vec<&String> = subjects.iter().filter(|s| !seen.contains(*s)).collect();
+        let wanted: Vec<&String> = subjects
+            .iter()
+            .filter(|s| !found.contains_key(*s))
+            .collect();
         if wanted.is_empty() {
             return Ok(found);
         }
@@ -109,8 +111,7 @@ pub async fn last_for_subjects(
                     let Some(subject) = header(headers, HEADER_SUBJECT) else {
                         return Err(failed("an answer without Nats-Subject".into()));
                     };
-                    seen.insert(subject.to_owned());
-                    found.push(answer);
+                    found.insert(subject.to_owned(), answer);
                 }
                 // End of the batch: how many matching messages it left out.
                 Some(204) => {

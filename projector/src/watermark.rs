@@ -303,7 +303,7 @@ impl MarkWriter {
                 serde_json::to_vec(&stored).expect("invariant: a watermark always serializes");
             let published = self
                 .js
-                .publish(format!("$KV.{WATERMARKS_BUCKET}.{key}"), value.into())
+                .publish(subject(&key), value.into())
                 .await
                 .map_err(|e| e.to_string());
             pending.pending.push_back((sku, key, published));
@@ -318,13 +318,12 @@ async fn read_chunk(
     channel: String,
     skus: Vec<Sku>,
 ) -> Result<Vec<(Sku, Option<Stored>)>, multiget::MultiGetError> {
-    let prefix = format!("$KV.{WATERMARKS_BUCKET}.");
     let keys: Vec<String> = skus
         .iter()
         .map(|sku| Watermarks::key(&channel, sku))
         .collect();
-    let subjects: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
-    let messages = multiget::last_for_subjects(
+    let subjects: Vec<String> = keys.iter().map(|k| subject(k)).collect();
+    let mut found = multiget::last_for_subjects(
         &client,
         API_PREFIX,
         &format!("KV_{WATERMARKS_BUCKET}"),
@@ -332,28 +331,25 @@ async fn read_chunk(
         READ_TIMEOUT,
     )
     .await?;
-    let mut by_key: HashMap<String, Option<Stored>> = messages
-        .into_iter()
-        .filter_map(|m| {
-            let headers = m.headers.as_ref()?;
-            let key = headers
-                .get("Nats-Subject")?
-                .as_str()
-                .strip_prefix(prefix.as_str())?
-                .to_owned();
-            // A deleted or purged key's marker: no watermark.
-            let value = match headers.get(KV_OPERATION).map(|v| v.as_str()) {
-                Some("DEL" | "PURGE") => None,
-                _ => decode(key.clone(), &m.payload),
-            };
-            Some((key, value))
-        })
-        .collect();
     Ok(skus
         .into_iter()
-        .zip(keys)
-        .map(|(sku, key)| (sku, by_key.remove(&key).flatten()))
+        .zip(keys.into_iter().zip(subjects))
+        .map(|(sku, (key, subject))| {
+            let value = found.remove(&subject).and_then(|m| {
+                // A deleted or purged key's marker: no watermark.
+                match m.headers.as_ref().and_then(|h| h.get(KV_OPERATION)) {
+                    Some(op) if matches!(op.as_str(), "DEL" | "PURGE") => None,
+                    _ => decode(key, &m.payload),
+                }
+            });
+            (sku, value)
+        })
         .collect())
+}
+
+/// The bucket subject of watermark `key`.
+fn subject(key: &str) -> String {
+    format!("$KV.{WATERMARKS_BUCKET}.{key}")
 }
 
 /// A stored value, or none when it does not decode (logged; the next push rewrites it).
