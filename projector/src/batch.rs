@@ -158,11 +158,35 @@ impl Batch {
         }
     }
 
-    /// The groups (the batch is then empty until the next [`start`](Self::start)).
-    pub fn take_groups(&mut self) -> Vec<Group> {
+    /// The batch received, for processing (this is then empty until the next
+    /// [`start`](Self::start); the index keeps its capacity).
+    pub fn finish(&mut self) -> Received {
         self.index.clear();
-        std::mem::take(&mut self.groups)
+        Received {
+            groups: std::mem::take(&mut self.groups),
+            poison: std::mem::take(&mut self.poison),
+            size: self.size,
+            pending: self.pending,
+            consumer_restarted: self.consumer_restarted,
+            carried: std::mem::take(&mut self.carried),
+        }
     }
+}
+
+/// A batch as received, handed from the receiving task to the processing one.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// One per SKU, in order of first delivery.
+    pub groups: Vec<Group>,
+    pub poison: Vec<Poison>,
+    /// Messages received.
+    pub size: usize,
+    /// Messages left in the stream for the consumer after the last one received.
+    pub pending: u64,
+    /// The durable was recreated under this projector (see [`Batch`]).
+    pub consumer_restarted: bool,
+    /// Every trace the batch's messages carried, when traced.
+    pub carried: Vec<TraceContext>,
 }
 
 /// A v1 event, on the subject of its SKU, of a sane size.

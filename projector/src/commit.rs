@@ -3,12 +3,15 @@
 //! pushed message is acked once its watermark (or a newer one) is written: channel first,
 //! watermark second, ack last, for every message.
 //!
-//! While a SKU waits, only its newest pushed delivery is held unacked. An older one is acked
-//! as soon as a newer delivery of its SKU is pushed and held: if the process dies, that
-//! newer one is redelivered and pushed again (a redelivered SKU is brought up to the
-//! stream's newest), so nothing older can reach the channel after it. A hot SKU thus costs
-//! one watermark write per commit rather than one per batch, and the server never holds
-//! more than one unacked delivery per waiting SKU.
+//! While a SKU waits, only its newest pushed delivery is held unacked. It is acked as soon
+//! as a newer delivery of its SKU is received, before that one is pushed: the newer one
+//! stays unacked until it is settled in its turn, and if the process dies first it is
+//! redelivered and pushed (a redelivered SKU is brought up to the stream's newest), so the
+//! channel still ends at a value at least as new, and nothing older can reach it after. The
+//! held watermark stays, to be written with the commit. A hot SKU thus costs one watermark
+//! write per commit rather than one per batch, the server never holds more than one unacked
+//! delivery per waiting SKU, and a batch's acks reach the server before its push, so the
+//! server delivers the next batch while this one is pushed.
 
 use foldhash::{HashMap, HashMapExt};
 use std::time::Duration;
@@ -23,7 +26,8 @@ use crate::batch::ack;
 use crate::metrics::{self, Outcome};
 use crate::watermark::{MarkWriter, PendingMarks, Watermark};
 
-/// A SKU whose watermark is not written yet, and the delivery it acks.
+/// A SKU whose watermark is not written yet, and the delivery it acks (none once a newer
+/// delivery of the SKU released it).
 #[derive(Debug)]
 struct Held {
     mark: Watermark,
@@ -76,11 +80,26 @@ impl Commits {
     pub async fn hold(&mut self, sku: &Sku, mark: Watermark, reply: Option<Subject>) {
         if let Some(held) = self.held.get_mut(sku) {
             let older = std::mem::replace(held, Held { mark, reply });
-            ack(&self.client, &older.reply, AckKind::Ack).await;
+            if older.reply.is_some() {
+                ack(&self.client, &older.reply, AckKind::Ack).await;
+            }
             return;
         }
         self.held.insert(sku.clone(), Held { mark, reply });
         self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether any watermark waits to be written.
+    pub fn holds_any(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Ack the held delivery of this SKU now, if any: a newer delivery of it is in hand,
+    /// unacked until it is settled. Its watermark stays held.
+    pub async fn release(&mut self, sku: &Sku) {
+        if let Some(reply) = self.held.get_mut(sku).and_then(|h| h.reply.take()) {
+            ack(&self.client, &Some(reply), AckKind::Ack).await;
+        }
     }
 
     /// When the held watermarks must be written even if nothing else happens.
@@ -99,7 +118,7 @@ impl Commits {
 
     /// The replies held, for in-progress acks during a long push.
     pub fn replies(&self) -> impl Iterator<Item = &Option<Subject>> + Clone {
-        self.held.values().map(|h| &h.reply)
+        self.held.values().map(|h| &h.reply).filter(|r| r.is_some())
     }
 
     /// Start writing every held watermark (after the previous commit is done); their
@@ -199,10 +218,16 @@ async fn settle(
     // settle() answers in the order written.
     for ((sku, result), reply) in pending.settle().await.into_iter().zip(replies) {
         match result {
-            Ok(()) => ack(client, &reply, AckKind::Ack).await,
-            Err(err) => {
+            Ok(()) if reply.is_some() => ack(client, &reply, AckKind::Ack).await,
+            // Released: a newer delivery of the SKU was received (and is settled in its turn).
+            Ok(()) => {}
+            Err(err) if reply.is_some() => {
                 tracing::warn!(error = %err, channel = %channel, sku = %sku, "watermark not written; the event will be redelivered");
                 ack(client, &reply, AckKind::Nak(Some(retry))).await;
+                failed.push(sku);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, channel = %channel, sku = %sku, "watermark not written; a newer event of the sku follows");
                 failed.push(sku);
             }
         }

@@ -1,6 +1,11 @@
 //! The live loop: fetch a batch, decode (poison → DLQ, term), keep the newest event per
 //! SKU, apply it (guard, policy, push), then settle every message of the batch: the pushed
 //! ones are acked once their watermark is committed (see the `commit` module), the rest at once.
+//!
+//! Two tasks share the work: a receiver fetches and decodes the next batch while the
+//! current one is pushed, and hands it over when the pushing side is free (or `linger`
+//! after its first message, whichever is later), so a batch grows while the channel is
+//! slow and the two halves use both cores during a backlog.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,12 +21,13 @@ use onhand_common::backoff::Backoff;
 use onhand_common::telemetry::TraceContext;
 use onhand_common::{InventoryEvent, Sku, decode_event};
 use time::OffsetDateTime;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::apply::{Applier, Pushed, SkuOutcome};
-use crate::batch::{Batch, Group, Poison, ack};
+use crate::batch::{Batch, Group, Poison, Received, ack};
 use crate::commit::Commits;
 use crate::config::ProjectorConfig;
 use crate::consumer;
@@ -38,7 +44,7 @@ pub struct Projector {
     /// Acks go straight to each delivery's reply subject.
     client: Client,
     /// The last batch's groups vector, emptied, for the next batch.
-    spare: Vec<Group>,
+    spare: Spare,
     /// Watermarks of pushed SKUs waiting to be written, and the messages they ack.
     commits: Commits,
 }
@@ -60,7 +66,7 @@ impl Projector {
             applier,
             config,
             ready: Arc::new(AtomicBool::new(false)),
-            spare: Vec::new(),
+            spare: Spare::default(),
             commits,
         }
     }
@@ -100,7 +106,7 @@ impl Projector {
     async fn consume(&mut self, shutdown: &CancellationToken) -> Result<(), async_nats::Error> {
         let consumer =
             consumer::ensure(&self.js, &self.applier.channel_name, &self.config, None).await?;
-        let mut messages = consumer
+        let messages = consumer
             .stream()
             .max_messages_per_batch(self.config.max_batch)
             .heartbeat(Duration::from_secs(5))
@@ -111,7 +117,28 @@ impl Projector {
         self.applier.watermarks.clear_cache();
         self.ready.store(true, Ordering::Relaxed);
         tracing::info!(channel = %self.applier.channel_name, consumer = %consumer::name(&self.applier.channel_name), "projector attached");
-        let result = self.consume_batches(&mut messages, shutdown).await;
+        // The next batch is received and decoded while this one is pushed.
+        let (tx, mut rx) = mpsc::channel(1);
+        let idle = Idle::default();
+        let stop = CancellationToken::new();
+        let receiver = tokio::spawn(
+            Receiver {
+                messages,
+                batch: Batch::default(),
+                tx,
+                spare: self.spare.clone(),
+                channel: self.applier.channel_name.clone(),
+                max_batch: self.config.max_batch,
+                linger: self.config.linger,
+                idle: idle.clone(),
+            }
+            .run(stop.clone()),
+        );
+        let result = self.consume_batches(&mut rx, &idle, &stop, shutdown).await;
+        stop.cancel();
+        receiver.abort();
+        // Its batch in hand, if any, is dropped unacked: the server redelivers it.
+        let _ = receiver.await;
         let failed = match &result {
             // Stopping: what was pushed is committed and acked before leaving.
             Ok(()) => self.commits.flush().await,
@@ -126,59 +153,55 @@ impl Projector {
 
     async fn consume_batches(
         &mut self,
-        messages: &mut async_nats::jetstream::consumer::pull::Stream,
+        rx: &mut mpsc::Receiver<Incoming>,
+        idle: &Idle,
+        stop: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Result<(), async_nats::Error> {
-        let mut batch = Batch::default();
         loop {
             let commit_at = self.commits.deadline();
-            let first = tokio::select! {
+            let incoming = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => {
+                    // Finish the batch being received (it ends within `linger`); the
+                    // receiver starts no other.
+                    stop.cancel();
+                    while let Some(incoming) = idle.wait(rx).await {
+                        match incoming {
+                            Incoming::Batch { received, span, fatal } => {
+                                self.process(received, span, fatal.is_none()).await;
+                                if let Some(err) = fatal {
+                                    return Err(err);
+                                }
+                            }
+                            Incoming::Ended(err) => return Err(err),
+                        }
+                    }
+                    return Ok(());
+                }
                 () = sleep_until(commit_at) => {
                     let failed = self.commits.commit().await;
                     self.applier.watermarks.forget(&failed);
                     continue;
                 }
-                next = messages.next() => next,
+                incoming = idle.wait(rx) => incoming,
             };
-            let first = match first {
-                None => return Err("the consumer's message stream ended".into()),
-                Some(Ok(m)) => m,
-                Some(Err(err)) if is_fatal(err.kind()) => return Err(err.into()),
-                Some(Err(err)) => {
-                    tracing::debug!(error = %err, "transient consumer stream error");
-                    continue;
-                }
-            };
-            let span = tracing::info_span!(
-                "project_batch",
-                channel = %self.applier.channel_name,
-                messages = tracing::field::Empty,
-                skus = tracing::field::Empty
-            );
-            // Per-message tracing work only when the batch is traced (an OpenTelemetry layer).
-            let traced = onhand_common::telemetry::new_root(&span);
-            batch.start(std::mem::take(&mut self.spare), traced);
-            batch.add(first);
-            let mut fatal = None;
-            let deadline = Instant::now() + self.config.linger;
-            while batch.size < self.config.max_batch {
-                match tokio::time::timeout_at(deadline, messages.next()).await {
-                    Ok(Some(Ok(m))) => batch.add(m),
-                    Ok(Some(Err(err))) if is_fatal(err.kind()) => {
-                        fatal = Some(err);
-                        break;
+            match incoming {
+                None => return Err("the projector's receiving task ended".into()),
+                Some(Incoming::Ended(err)) => return Err(err),
+                // A fatal error (the consumer was deleted, say by a rebuild that purged the
+                // watermarks) means the held watermarks must not be written: the batch is
+                // pushed, and its messages and the held ones are left to the new consumer.
+                Some(Incoming::Batch {
+                    received,
+                    span,
+                    fatal,
+                }) => {
+                    self.process(received, span, fatal.is_none()).await;
+                    if let Some(err) = fatal {
+                        return Err(err);
                     }
-                    Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
                 }
-            }
-            // A fatal error (the consumer was deleted, say by a rebuild that purged the
-            // watermarks) means the held watermarks must not be written: the batch is
-            // pushed, and its messages and the held ones are left to the new consumer.
-            self.process(&mut batch, span, fatal.is_none()).await;
-            if let Some(err) = fatal {
-                return Err(err.into());
             }
         }
     }
@@ -186,11 +209,18 @@ impl Projector {
     /// Handle one received batch: dead-letter its poison, push the newest event of each
     /// SKU, then settle every message: the pushed ones wait for their watermark's commit,
     /// the others are acked, nakked or termed at once. Every message ends settled.
-    async fn process(&mut self, batch: &mut Batch, span: tracing::Span, may_commit: bool) {
+    async fn process(&mut self, batch: Received, span: tracing::Span, may_commit: bool) {
         let channel = self.applier.channel_name.clone();
-        let size = batch.size;
-        let caught_up = batch.pending == 0;
-        if batch.consumer_restarted {
+        let Received {
+            mut groups,
+            poison,
+            size,
+            pending,
+            consumer_restarted,
+            carried,
+        } = batch;
+        let caught_up = pending == 0;
+        if consumer_restarted {
             // A rebuild recreated the consumer and purged the watermarks: what this process
             // holds or remembers was pushed before, perhaps to a channel since wiped, and
             // must not outlive the purge.
@@ -198,19 +228,25 @@ impl Projector {
             self.commits.abandon().await;
             self.applier.watermarks.clear_cache();
         }
-        for poison in std::mem::take(&mut batch.poison) {
+        for poison in poison {
             self.poison(poison).await;
         }
-        let mut groups = batch.take_groups();
+        // A held delivery whose SKU has a newer one in this batch is acked before the push,
+        // so the server can deliver the next batch meanwhile.
+        if self.commits.holds_any() {
+            for group in &groups {
+                self.commits.release(&group.top.event.sku).await;
+            }
+        }
         let applied = if groups.is_empty() {
             0
         } else {
             span.record("messages", size);
-            self.push_groups(&mut groups, &batch.carried, span).await
+            self.push_groups(&mut groups, &carried, span).await
         };
         metrics::batch(&channel, size, applied);
         groups.clear();
-        self.spare = groups;
+        self.spare.put(groups);
         if may_commit && self.commits.due(caught_up) {
             let failed = self.commits.commit().await;
             self.applier.watermarks.forget(&failed);
@@ -506,6 +542,169 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// What the receiving task hands over.
+enum Incoming {
+    /// A batch, and the fatal consumer error that cut it short, if any (the last batch).
+    Batch {
+        received: Received,
+        span: tracing::Span,
+        fatal: Option<async_nats::Error>,
+    },
+    /// The consumer's message stream failed for good or ended.
+    Ended(async_nats::Error),
+}
+
+/// A groups vector handed back from the processing task to the receiving one, to be
+/// reused for its capacity.
+#[derive(Debug, Default, Clone)]
+struct Spare(Arc<std::sync::Mutex<Vec<Group>>>);
+
+impl Spare {
+    fn put(&self, groups: Vec<Group>) {
+        debug_assert!(groups.is_empty());
+        if let Ok(mut spare) = self.0.lock() {
+            *spare = groups;
+        }
+    }
+
+    fn take(&self) -> Vec<Group> {
+        self.0
+            .lock()
+            .map(|mut spare| std::mem::take(&mut *spare))
+            .unwrap_or_default()
+    }
+}
+
+/// Whether the processing side waits for a batch, and a wake-up when it starts to.
+#[derive(Debug, Default, Clone)]
+struct Idle(Arc<(AtomicBool, tokio::sync::Notify)>);
+
+impl Idle {
+    /// Receive the next batch, idle meanwhile.
+    async fn wait(&self, rx: &mut mpsc::Receiver<Incoming>) -> Option<Incoming> {
+        /// Busy again however the wait ends (received, or dropped by a `select!`).
+        struct Busy<'a>(&'a AtomicBool);
+        impl Drop for Busy<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        self.0.0.store(true, Ordering::Release);
+        let _busy = Busy(&self.0.0);
+        self.0.1.notify_one();
+        rx.recv().await
+    }
+
+    fn is_idle(&self) -> bool {
+        self.0.0.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the processing side is idle (perhaps already).
+    async fn became_idle(&self) {
+        loop {
+            let notified = self.0.1.notified();
+            if self.is_idle() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Receives and decodes batches from the consumer's message stream, one ahead of the
+/// batch being processed: a batch ends at `max_batch` messages or `linger` after its first.
+struct Receiver {
+    messages: async_nats::jetstream::consumer::pull::Stream,
+    batch: Batch,
+    tx: mpsc::Sender<Incoming>,
+    spare: Spare,
+    channel: String,
+    max_batch: usize,
+    linger: Duration,
+    idle: Idle,
+}
+
+impl Receiver {
+    /// Until `stop`, the stream fails for good, or the processing side is gone. A batch
+    /// being received when `stop` fires is still handed over (it ends within `linger`).
+    async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = self.tx.closed() => return,
+                next = self.messages.next() => next,
+            };
+            let first = match first {
+                None => {
+                    let _ = self
+                        .tx
+                        .send(Incoming::Ended(
+                            "the consumer's message stream ended".into(),
+                        ))
+                        .await;
+                    return;
+                }
+                Some(Ok(m)) => m,
+                Some(Err(err)) if is_fatal(err.kind()) => {
+                    let _ = self.tx.send(Incoming::Ended(err.into())).await;
+                    return;
+                }
+                Some(Err(err)) => {
+                    tracing::debug!(error = %err, "transient consumer stream error");
+                    continue;
+                }
+            };
+            let span = tracing::info_span!(
+                "project_batch",
+                channel = %self.channel,
+                messages = tracing::field::Empty,
+                skus = tracing::field::Empty
+            );
+            // Per-message tracing work only when the batch is traced (an OpenTelemetry layer).
+            let traced = onhand_common::telemetry::new_root(&span);
+            self.batch.start(self.spare.take(), traced);
+            self.batch.add(first);
+            let mut fatal = None;
+            // The batch ends `linger` after its first message, or later, as soon as the
+            // processing side is free: while it pushes the previous batch, this one grows.
+            let deadline = Instant::now() + self.linger;
+            let mut lingered = false;
+            while self.batch.size < self.max_batch {
+                tokio::select! {
+                    next = self.messages.next() => match next {
+                        Some(Ok(m)) => self.batch.add(m),
+                        Some(Err(err)) if is_fatal(err.kind()) => {
+                            fatal = Some(err.into());
+                            break;
+                        }
+                        Some(Err(_)) | None => break,
+                    },
+                    () = sleep_until(Some(deadline)), if !lingered => {
+                        lingered = true;
+                        if self.idle.is_idle() {
+                            break;
+                        }
+                    }
+                    () = self.idle.became_idle(), if lingered => break,
+                }
+            }
+            // A batch full before the processing side is free waits for it too: two
+            // batches in hand at most, as the consumer's max_ack_pending expects.
+            self.idle.became_idle().await;
+            let last = fatal.is_some();
+            let incoming = Incoming::Batch {
+                received: self.batch.finish(),
+                span,
+                fatal,
+            };
+            if self.tx.send(incoming).await.is_err() || last {
+                return;
+            }
+        }
     }
 }
 

@@ -235,3 +235,63 @@ async fn a_rebuild_under_a_running_projector_restores_skus_whose_watermarks_were
     .await;
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_held_delivery_is_acked_when_a_newer_one_of_its_sku_arrives_not_after_its_push() {
+    let h = Harness::start().await;
+    h.seed(Sandboxed::Webhook, &[("hot-1".to_owned(), 0)]).await;
+    for version in 1..=5 {
+        h.publish(&event("hot-1", version, 10 * version)).await;
+    }
+    let before = watermark_writes(&h).await;
+    // One message a batch, one channel call a second: version 1 is pushed at once and held
+    // (a backlog, nothing committed); version 2 then waits a second for its call.
+    let settings = h.settings(
+        Sandboxed::Webhook,
+        &[
+            ("RATE_LIMIT", "documented"),
+            ("RATE_PER_SEC", "1"),
+            ("RATE_BURST", "1"),
+        ],
+    );
+    let config = ProjectorConfig {
+        max_batch: 1,
+        ..slow_commits()
+    };
+    let running = from_the_start(&h, &settings, config).await;
+    // Acked once version 2 is in hand: its call has not reached the channel yet.
+    eventually(
+        Duration::from_secs(30),
+        "version 1 acked while version 2 waits for its call",
+        || async {
+            let floor =
+                h.js.get_stream(INVENTORY_STREAM)
+                    .await
+                    .expect("stream")
+                    .consumer_info("projector-webhook")
+                    .await
+                    .expect("consumer")
+                    .ack_floor
+                    .stream_sequence;
+            let writes = h.writes(Sandboxed::Webhook).len();
+            assert!(writes <= 5, "{writes} writes for 5 versions");
+            (floor >= 1 && writes == 1).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "every version pushed and every message acked",
+        || async {
+            (h.latest(Sandboxed::Webhook, "hot-1") == Some(50)
+                && consumer_state(&h).await == (0, 0))
+                .then_some(())
+        },
+    )
+    .await;
+    // The held watermarks were replaced, not written, while the backlog lasted.
+    assert_eq!(watermark_writes(&h).await - before, 1);
+    let mark = watermark(&h, "hot-1").await.expect("a watermark");
+    assert_eq!((mark.version, mark.qty), (5, 50));
+    running.stop().await;
+}
