@@ -234,29 +234,42 @@ impl ChannelState {
     /// Apply an accepted write: visible after the apply delay, with stale reads for the
     /// stale window after that; logged with its receive time and traceparent.
     pub fn apply_write(&mut self, sku: &str, quantity: i64, traceparent: Option<&str>) {
-        let now = Instant::now();
-        let delay = Duration::from_millis(self.knobs.apply_delay_ms);
-        let stale = Duration::from_millis(self.knobs.stale_read_ms);
+        self.apply_write_at(sku, quantity, traceparent, Arrival::now());
+    }
+
+    /// [`apply_write`](Self::apply_write) for a request that arrived at `arrival`.
+    pub fn apply_write_at(
+        &mut self,
+        sku: &str,
+        quantity: i64,
+        traceparent: Option<&str>,
+        arrival: Arrival,
+    ) {
         if let Some(item) = self.items.get_mut(sku) {
-            let previous = item.visible(now);
-            if delay.is_zero() {
-                item.quantity = quantity;
-                item.scheduled.clear();
-            } else {
-                item.scheduled.push((now + delay, quantity));
-            }
-            if !stale.is_zero() {
-                item.stale = Some((now + delay + stale, previous));
-            }
+            set_quantity(item, quantity, &self.knobs, arrival.at);
         }
-        let seq = self.writes.len() as u64 + 1;
-        self.writes.push(WriteRecord {
-            seq,
-            received_at: OffsetDateTime::now_utc(),
-            sku: sku.to_owned(),
-            quantity,
-            traceparent: traceparent.map(str::to_owned),
-        });
+        log_write(&mut self.writes, sku, quantity, traceparent, arrival);
+    }
+
+    /// Apply a write to a SKU the catalogue has, with one lookup: `Err("unknown_sku")`
+    /// when it has none, or the reason `refuse` gives (it may draw on the fault RNG).
+    pub fn write_known(
+        &mut self,
+        sku: &str,
+        quantity: i64,
+        traceparent: Option<&str>,
+        arrival: Arrival,
+        refuse: impl FnOnce(&mut Faulty<'_>) -> Option<&'static str>,
+    ) -> Result<(), &'static str> {
+        let Some(item) = self.items.get_mut(sku) else {
+            return Err("unknown_sku");
+        };
+        if let Some(why) = refuse(&mut Faulty(&mut self.rng)) {
+            return Err(why);
+        }
+        set_quantity(item, quantity, &self.knobs, arrival.at);
+        log_write(&mut self.writes, sku, quantity, traceparent, arrival);
+        Ok(())
     }
 
     /// Count a revision of a listing today; false when the daily cap is reached (eBay).
@@ -280,7 +293,7 @@ impl ChannelState {
 
     /// Draw against a fault probability.
     pub fn roll(&mut self, probability: f64) -> bool {
-        probability > 0.0 && self.rng.random::<f64>() < probability
+        Faulty(&mut self.rng).roll(probability)
     }
 
     /// Spend `cost` from the bucket; `Err(wait)` when it lacks room.
@@ -330,4 +343,65 @@ impl Sandbox {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// When a request arrived, taken once for all its writes: the clock a write's visibility
+/// counts from, and the write log's `received_at`.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub at: Instant,
+    pub received_at: OffsetDateTime,
+}
+
+impl Arrival {
+    pub fn now() -> Self {
+        Self {
+            at: Instant::now(),
+            received_at: OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+/// A channel's fault RNG, lent to [`ChannelState::write_known`]'s check.
+#[derive(Debug)]
+pub struct Faulty<'a>(&'a mut StdRng);
+
+impl Faulty<'_> {
+    /// True with this probability (never at 0).
+    pub fn roll(&mut self, probability: f64) -> bool {
+        probability > 0.0 && self.0.random::<f64>() < probability
+    }
+}
+
+/// The item shows `quantity` after the apply delay, and its previous value for the stale
+/// window after that.
+fn set_quantity(item: &mut Item, quantity: i64, knobs: &Knobs, now: Instant) {
+    let delay = Duration::from_millis(knobs.apply_delay_ms);
+    let stale = Duration::from_millis(knobs.stale_read_ms);
+    let previous = item.visible(now);
+    if delay.is_zero() {
+        item.quantity = quantity;
+        item.scheduled.clear();
+    } else {
+        item.scheduled.push((now + delay, quantity));
+    }
+    if !stale.is_zero() {
+        item.stale = Some((now + delay + stale, previous));
+    }
+}
+
+fn log_write(
+    writes: &mut Vec<WriteRecord>,
+    sku: &str,
+    quantity: i64,
+    traceparent: Option<&str>,
+    arrival: Arrival,
+) {
+    writes.push(WriteRecord {
+        seq: writes.len() as u64 + 1,
+        received_at: arrival.received_at,
+        sku: sku.to_owned(),
+        quantity,
+        traceparent: traceparent.map(str::to_owned),
+    });
 }

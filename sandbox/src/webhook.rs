@@ -35,7 +35,7 @@ use sha2::Sha256;
 use tokio::time::Instant;
 
 use crate::gate::{self, Gate};
-use crate::state::{Channel, Sandbox};
+use crate::state::{Arrival, Channel, Sandbox};
 
 /// The shared HMAC secret the sandbox's receiver verifies with.
 pub const SECRET: &str = "onhand-sandbox-webhook-secret";
@@ -176,33 +176,43 @@ async fn write(State(sandbox): State<Arc<Sandbox>>, headers: HeaderMap, body: By
         );
     }
     let traceparent = gate::traceparent(&headers);
+    let arrival = Arrival::now();
     let mut state = sandbox.channel(Channel::Webhook);
     let item_error = state.knobs.faults.item_error;
     let results: Vec<ItemResult> = parsed
         .items
         .iter()
         .map(|item| {
-            let rejected = |error: &'static str| ItemResult {
-                sku: &item.sku,
-                status: "rejected",
-                error: Some(error),
-            };
-            if !state.items.contains_key(&item.sku) {
-                return rejected("unknown_sku");
-            }
-            if item.quantity < 0 {
-                return rejected("invalid_quantity");
-            }
-            if state.roll(item_error) {
-                return rejected("injected item error");
-            }
-            tracing::debug!(sku = %item.sku, quantity = item.quantity, version = item.version,
-                event_id = %item.event_id, "webhook item applied");
-            state.apply_write(&item.sku, item.quantity, traceparent.as_deref());
-            ItemResult {
-                sku: &item.sku,
-                status: "applied",
-                error: None,
+            let written = state.write_known(
+                &item.sku,
+                item.quantity,
+                traceparent.as_deref(),
+                arrival,
+                |faults| {
+                    if item.quantity < 0 {
+                        Some("invalid_quantity")
+                    } else if faults.roll(item_error) {
+                        Some("injected item error")
+                    } else {
+                        None
+                    }
+                },
+            );
+            match written {
+                Ok(()) => {
+                    tracing::debug!(sku = %item.sku, quantity = item.quantity, version = item.version,
+                        event_id = %item.event_id, "webhook item applied");
+                    ItemResult {
+                        sku: &item.sku,
+                        status: "applied",
+                        error: None,
+                    }
+                }
+                Err(error) => ItemResult {
+                    sku: &item.sku,
+                    status: "rejected",
+                    error: Some(error),
+                },
             }
         })
         .collect();

@@ -186,6 +186,22 @@ async fn rejected_items_fan_out_to_their_skus() {
         "{outcomes:?}"
     );
     assert_eq!(sb.latest(Channel::Webhook, "A-1"), Some(4));
+    // A negative quantity is refused before any injected error, and changes nothing.
+    let outcomes = ch.push(&[push("A-1", -1, 4)]).await;
+    assert_eq!(
+        outcomes[0],
+        PushOutcome::permanent("rejected", "invalid_quantity")
+    );
+    assert_eq!(sb.latest(Channel::Webhook, "A-1"), Some(4));
+    let writes = sb.writes(Channel::Webhook);
+    assert_eq!(
+        writes
+            .iter()
+            .map(|w| (w.sku.as_str(), w.quantity))
+            .collect::<Vec<_>>(),
+        [("A-1", 4), ("C-3", 4)],
+        "only the applied items are in the write log"
+    );
 }
 
 #[tokio::test]
