@@ -1,6 +1,6 @@
 //! `onhand storefront`: the read-only availability endpoint over the `onhand_availability`
 //! KV bucket (`GET /v1/availability/{sku}`, `GET /v1/availability?limit=&after=`,
-//! `/healthz`, `/readyz`). Configuration: `NATS_URL`, `ONHAND_STOREFRONT__LISTEN_ADDR`
+//! `/healthz`, `/readyz`, `/metrics`). Configuration: `NATS_URL`, `ONHAND_STOREFRONT__LISTEN_ADDR`
 //! (default `0.0.0.0:8090`), `ONHAND_STOREFRONT__REQUEST_TIMEOUT_MS` (default 5000). The
 //! bucket is created by `onhand streams apply`.
 

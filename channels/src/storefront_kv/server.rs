@@ -8,21 +8,26 @@
 //!   key (SKU token) order; `limit` 1..=1000 (100 by default); pass `next` as `after` for
 //!   the following page. 422 for a bad `limit` or `after`.
 //! - `GET /healthz` (alive), `GET /readyz` (NATS answers, not shutting down).
+//! - `GET /metrics` (Prometheus text): `onhand_storefront_requests_total{route,status}` and
+//!   `onhand_storefront_request_duration_seconds{route}`, `route` being the route's
+//!   template (`/v1/availability/{sku}`), never a SKU; `unmatched` for unknown paths.
 //!
 //! Errors are `{"error":{"code","message","field"?}}`; a NATS failure is 503 and the cause
 //! goes to the log, not to the client.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics::{counter, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use onhand_common::Sku;
 use onhand_common::config::{ConfigError, env_or};
 use serde::Deserialize;
@@ -83,14 +88,76 @@ pub fn router(kv: StorefrontKv) -> Router {
 }
 
 fn routes(state: AppState, request_timeout: Duration) -> Router {
+    install_metrics();
     Router::new()
         .route("/v1/availability", get(list))
         .route("/v1/availability/{sku}", get(one))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route") })
         .layer(middleware::from_fn_with_state(request_timeout, deadline))
+        .layer(middleware::from_fn(record))
         .with_state(state)
+}
+
+static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Buckets of `onhand_storefront_request_duration_seconds`: a KV read takes about a
+/// millisecond, the request timeout is seconds.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Install the process-wide Prometheus recorder (once; later calls reuse it).
+fn install_metrics() -> Option<&'static PrometheusHandle> {
+    METRICS
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("onhand_storefront_request_duration_seconds".to_owned()),
+                    DURATION_BUCKETS,
+                )
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(err) => {
+                    tracing::warn!(error = %err, "a metrics recorder is already installed; storefront metrics are not exported");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+async fn render_metrics() -> Response {
+    let text = install_metrics()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Count each request and time it, by route template and status.
+async fn record(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    counter!("onhand_storefront_requests_total", "route" => route.clone(), "status" => status)
+        .increment(1);
+    histogram!("onhand_storefront_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// An answer to a request that cannot be served.

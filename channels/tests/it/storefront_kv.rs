@@ -258,3 +258,48 @@ async fn a_lost_nats_server_makes_pushes_transient_and_the_endpoint_unready() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
 }
+
+/// The value of one `onhand_storefront_requests_total` series (0 when absent).
+fn requests_total(metrics: &str, route: &str, status: u16) -> u64 {
+    let series =
+        format!("onhand_storefront_requests_total{{route=\"{route}\",status=\"{status}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse().expect("a counter value"))
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_status_never_by_sku() {
+    let sf = Storefront::start().await;
+    sf.kv.push(&[push("SECRET-SKU-1", 3, 1)]).await;
+    let before = sf.get("/metrics").await.1;
+    let before = before.as_str().unwrap_or_default().to_owned();
+
+    assert_eq!(sf.get("/v1/availability/SECRET-SKU-1").await.0, 200);
+    assert_eq!(sf.get("/v1/availability/SECRET-SKU-1").await.0, 200);
+    assert_eq!(sf.get("/v1/availability/UNKNOWN-SKU-2").await.0, 404);
+    assert_eq!(sf.get("/v1/availability?limit=0").await.0, 422);
+    assert_eq!(sf.get("/no/such/route").await.0, 404);
+
+    let (status, after) = sf.get("/metrics").await;
+    assert_eq!(status, 200);
+    let after = after.as_str().expect("Prometheus text").to_owned();
+    let delta = |route: &str, status: u16| {
+        requests_total(&after, route, status) - requests_total(&before, route, status)
+    };
+    assert_eq!(delta("/v1/availability/{sku}", 200), 2, "{after}");
+    assert_eq!(delta("/v1/availability/{sku}", 404), 1, "{after}");
+    assert_eq!(delta("/v1/availability", 422), 1, "{after}");
+    assert_eq!(delta("unmatched", 404), 1, "{after}");
+    assert!(
+        after.contains(
+            "onhand_storefront_request_duration_seconds_bucket{route=\"/v1/availability/{sku}\""
+        ),
+        "{after}"
+    );
+    assert!(
+        !after.contains("SECRET-SKU") && !after.contains("UNKNOWN-SKU"),
+        "no SKU in a label: {after}"
+    );
+}
