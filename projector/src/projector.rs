@@ -5,7 +5,8 @@
 //! Two tasks share the work: a receiver fetches and decodes the next batch while the
 //! current one is pushed, and hands it over when the pushing side is free (or `linger`
 //! after its first message, whichever is later), so a batch grows while the channel is
-//! slow and the two halves use both cores during a backlog.
+//! slow and the two halves use both cores during a backlog. On shutdown the batch in hand
+//! is finished and one received but not begun is nakked, so stopping waits for one push.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -163,18 +164,13 @@ impl Projector {
             let incoming = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    // Finish the batch being received (it ends within `linger`); the
-                    // receiver starts no other.
+                    // The batch in hand is finished (this runs between batches). One
+                    // received but not begun goes back to the server at once, for this
+                    // projector's successor: stopping never waits for a second push.
                     stop.cancel();
                     while let Some(incoming) = idle.wait(rx).await {
-                        match incoming {
-                            Incoming::Batch { received, span, fatal } => {
-                                self.process(received, span, fatal.is_none()).await;
-                                if let Some(err) = fatal {
-                                    return Err(err);
-                                }
-                            }
-                            Incoming::Ended(err) => return Err(err),
+                        if let Incoming::Batch { received, .. } = incoming {
+                            self.hand_back(received).await;
                         }
                     }
                     return Ok(());
@@ -204,6 +200,20 @@ impl Projector {
                 }
             }
         }
+    }
+
+    /// Nak every message of a batch that will not be processed (redelivered at once).
+    async fn hand_back(&self, batch: Received) {
+        let back = AckKind::Nak(None);
+        for group in &batch.groups {
+            for reply in group.replies() {
+                ack(&self.client, reply, back).await;
+            }
+        }
+        for poison in &batch.poison {
+            ack(&self.client, &poison.message.reply, back).await;
+        }
+        tracing::info!(channel = %self.applier.channel_name, messages = batch.size, "stopping: a received batch was handed back unprocessed");
     }
 
     /// Handle one received batch: dead-letter its poison, push the newest event of each

@@ -295,3 +295,53 @@ async fn a_held_delivery_is_acked_when_a_newer_one_of_its_sku_arrives_not_after_
     assert_eq!((mark.version, mark.qty), (5, 50));
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_stop_finishes_the_batch_in_hand_and_hands_the_next_one_back() {
+    let h = Harness::start().await;
+    let items = skus("handback", 30);
+    h.seed_at_zero(Sandboxed::Webhook, &items).await;
+    for sku in &items {
+        h.publish(&event(sku, 1, 10)).await;
+    }
+    // Ten messages a batch, one call a second: the first call goes at once, the next waits
+    // a second, and a further batch is received meanwhile.
+    let settings = h.settings(
+        Sandboxed::Webhook,
+        &[
+            ("RATE_LIMIT", "documented"),
+            ("RATE_PER_SEC", "1"),
+            ("RATE_BURST", "1"),
+        ],
+    );
+    let config = ProjectorConfig {
+        max_batch: 10,
+        ..slow_commits()
+    };
+    let running = from_the_start(&h, &settings, config).await;
+    eventually(Duration::from_secs(30), "the first call", || async {
+        (!h.writes(Sandboxed::Webhook).is_empty()).then_some(())
+    })
+    .await;
+    running.stop().await;
+    // At most the first call and the one in hand: a batch received but not begun was not
+    // pushed (three calls would have written more than 20 items).
+    let written = h.writes(Sandboxed::Webhook).len();
+    assert!(written <= 20, "{written} items written after the stop");
+    // It went back to the server: a successor pushes every SKU and acks every message.
+    let running = h
+        .projector(&h.settings(Sandboxed::Webhook, &[]), slow_commits())
+        .await;
+    eventually(
+        Duration::from_secs(30),
+        "every sku at its value and every message acked",
+        || async {
+            let shown = items
+                .iter()
+                .all(|s| h.latest(Sandboxed::Webhook, s) == Some(10));
+            (shown && consumer_state(&h).await == (0, 0)).then_some(())
+        },
+    )
+    .await;
+    running.stop().await;
+}
