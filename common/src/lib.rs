@@ -13,6 +13,7 @@ pub mod memory;
 pub mod nats_url;
 pub mod policy;
 mod policy_env;
+pub mod prometheus;
 pub mod shutdown;
 pub mod sku;
 pub mod stock;

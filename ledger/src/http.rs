@@ -348,7 +348,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         Ok(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4",
+                onhand_common::prometheus::CONTENT_TYPE,
             )],
             text,
         )

@@ -5,29 +5,15 @@
 //! read from Postgres at scrape time, so every replica reports the same, exact figures.
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
 
 use axum::http::{Method, StatusCode};
 use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 
 use crate::error::LedgerError;
 
-static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-
-/// Install the process-wide Prometheus recorder (once; later calls reuse it).
-pub fn install() -> Option<&'static PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(handle) => Some(handle),
-            Err(err) => {
-                tracing::warn!(error = %err, "a metrics recorder is already installed; process metrics are not exported");
-                None
-            }
-        })
-        .as_ref()
-}
+/// The process-wide Prometheus recorder (the one every onhand server shares).
+pub use onhand_common::prometheus::install;
 
 /// The ledger's internal events.
 #[derive(Debug, Clone, Default)]
@@ -94,7 +80,7 @@ pub async fn render(pool: &PgPool) -> Result<String, LedgerError> {
     )
     .fetch_one(pool)
     .await?;
-    let mut text = install().map(PrometheusHandle::render).unwrap_or_default();
+    let mut text = onhand_common::prometheus::render();
     let _ = write!(
         text,
         "# HELP onhand_outbox_backlog Outbox rows not yet acknowledged by JetStream.\n\

@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
 
 #[derive(Debug, Clone)]
 pub struct Health {
@@ -36,15 +35,10 @@ async fn readyz(State(health): State<Health>) -> Response {
 }
 
 async fn render() -> Response {
-    let text = crate::metrics::install()
-        .map(PrometheusHandle::render)
-        .unwrap_or_default();
+    use onhand_common::prometheus;
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        text,
+        [(axum::http::header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
+        prometheus::render(),
     )
         .into_response()
 }

@@ -1,38 +1,9 @@
 //! Projector metrics (DESIGN.md §7). SKUs and event ids go in spans and logs, never in
 //! labels: the only label is the channel.
 
-use std::sync::OnceLock;
-
 use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-
-/// Buckets for the occurred_at → channel ack latency, in seconds.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
-
-/// Install the process-wide Prometheus recorder (once; later calls reuse it).
-pub fn install() -> Option<&'static PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full("onhand_projection_latency_seconds".to_owned()),
-                    LATENCY_BUCKETS,
-                )
-                .ok()?;
-            match builder.install_recorder() {
-                Ok(handle) => Some(handle),
-                Err(err) => {
-                    tracing::warn!(error = %err, "a metrics recorder is already installed; projector metrics are not exported");
-                    None
-                }
-            }
-        })
-        .as_ref()
-}
+/// The process-wide Prometheus recorder (the one every onhand server shares).
+pub use onhand_common::prometheus::install;
 
 /// What became of an event (the `outcome` label of `onhand_projector_events_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -234,17 +234,7 @@ impl ChannelState {
     /// Apply an accepted write: visible after the apply delay, with stale reads for the
     /// stale window after that; logged with its receive time and traceparent.
     pub fn apply_write(&mut self, sku: &str, quantity: i64, traceparent: Option<&str>) {
-        self.apply_write_at(sku, quantity, traceparent, Arrival::now());
-    }
-
-    /// [`apply_write`](Self::apply_write) for a request that arrived at `arrival`.
-    pub fn apply_write_at(
-        &mut self,
-        sku: &str,
-        quantity: i64,
-        traceparent: Option<&str>,
-        arrival: Arrival,
-    ) {
+        let arrival = Arrival::now();
         if let Some(item) = self.items.get_mut(sku) {
             set_quantity(item, quantity, &self.knobs, arrival.at);
         }

@@ -16,7 +16,7 @@
 //! goes to the log, not to the client.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -27,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics::{counter, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use onhand_common::Sku;
 use onhand_common::config::{ConfigError, env_or};
 use serde::Deserialize;
@@ -88,7 +87,7 @@ pub fn router(kv: StorefrontKv) -> Router {
 }
 
 fn routes(state: AppState, request_timeout: Duration) -> Router {
-    install_metrics();
+    onhand_common::prometheus::install();
     Router::new()
         .route("/v1/availability", get(list))
         .route("/v1/availability/{sku}", get(one))
@@ -101,45 +100,11 @@ fn routes(state: AppState, request_timeout: Duration) -> Router {
         .with_state(state)
 }
 
-static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-
-/// Buckets of `onhand_storefront_request_duration_seconds`: a KV read takes about a
-/// millisecond, the request timeout is seconds.
-const DURATION_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// Install the process-wide Prometheus recorder (once; later calls reuse it).
-fn install_metrics() -> Option<&'static PrometheusHandle> {
-    METRICS
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full("onhand_storefront_request_duration_seconds".to_owned()),
-                    DURATION_BUCKETS,
-                )
-                .ok()?;
-            match builder.install_recorder() {
-                Ok(handle) => Some(handle),
-                Err(err) => {
-                    tracing::warn!(error = %err, "a metrics recorder is already installed; storefront metrics are not exported");
-                    None
-                }
-            }
-        })
-        .as_ref()
-}
-
 async fn render_metrics() -> Response {
-    let text = install_metrics()
-        .map(PrometheusHandle::render)
-        .unwrap_or_default();
+    use onhand_common::prometheus;
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        text,
+        [(axum::http::header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
+        prometheus::render(),
     )
         .into_response()
 }

@@ -41,16 +41,22 @@ async fn from_the_start(
 /// The webhook at five calls a second, ten messages a batch (fifty SKUs a second): a
 /// backlog takes seconds, and nothing is committed while it lasts.
 fn throttled(h: &Harness) -> (ChannelSettings, ProjectorConfig) {
+    throttled_to(h, 5, 10)
+}
+
+/// The webhook at `per_sec` calls a second (no burst), `max_batch` messages a batch.
+fn throttled_to(h: &Harness, per_sec: u32, max_batch: usize) -> (ChannelSettings, ProjectorConfig) {
+    let per_sec = per_sec.to_string();
     let settings = h.settings(
         Sandboxed::Webhook,
         &[
             ("RATE_LIMIT", "documented"),
-            ("RATE_PER_SEC", "5"),
+            ("RATE_PER_SEC", &per_sec),
             ("RATE_BURST", "1"),
         ],
     );
     let config = ProjectorConfig {
-        max_batch: 10,
+        max_batch,
         ..slow_commits()
     };
     (settings, config)
@@ -246,18 +252,7 @@ async fn a_held_delivery_is_acked_when_a_newer_one_of_its_sku_arrives_not_after_
     let before = watermark_writes(&h).await;
     // One message a batch, one channel call a second: version 1 is pushed at once and held
     // (a backlog, nothing committed); version 2 then waits a second for its call.
-    let settings = h.settings(
-        Sandboxed::Webhook,
-        &[
-            ("RATE_LIMIT", "documented"),
-            ("RATE_PER_SEC", "1"),
-            ("RATE_BURST", "1"),
-        ],
-    );
-    let config = ProjectorConfig {
-        max_batch: 1,
-        ..slow_commits()
-    };
+    let (settings, config) = throttled_to(&h, 1, 1);
     let running = from_the_start(&h, &settings, config).await;
     // Acked once version 2 is in hand: its call has not reached the channel yet.
     eventually(
@@ -306,18 +301,7 @@ async fn a_stop_finishes_the_batch_in_hand_and_hands_the_next_one_back() {
     }
     // Ten messages a batch, one call a second: the first call goes at once, the next waits
     // a second, and a further batch is received meanwhile.
-    let settings = h.settings(
-        Sandboxed::Webhook,
-        &[
-            ("RATE_LIMIT", "documented"),
-            ("RATE_PER_SEC", "1"),
-            ("RATE_BURST", "1"),
-        ],
-    );
-    let config = ProjectorConfig {
-        max_batch: 10,
-        ..slow_commits()
-    };
+    let (settings, config) = throttled_to(&h, 1, 10);
     let running = from_the_start(&h, &settings, config).await;
     eventually(Duration::from_secs(30), "the first call", || async {
         (!h.writes(Sandboxed::Webhook).is_empty()).then_some(())
