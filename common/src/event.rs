@@ -363,7 +363,12 @@ fn from_json(bytes: &[u8]) -> Result<InventoryEvent, EventError> {
 
 /// Parses and validates an event payload.
 pub fn decode_event(bytes: &[u8]) -> Result<InventoryEvent, EventError> {
-    let event = match from_json(bytes) {
+    // The common shape in one pass; serde_json for anything else, and to name a problem.
+    let decoded = match crate::event_fast::decode(bytes) {
+        Some(event) => Ok(event),
+        None => from_json(bytes),
+    };
+    let event = match decoded {
         Ok(event) => event,
         Err(err) => {
             // A future schema may not fit the v1 shape: say so rather than name a field.

@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod config;
 pub mod event;
+mod event_fast;
 pub mod memory;
 pub mod nats_url;
 pub mod policy;
