@@ -165,8 +165,11 @@ pub struct ThroughputReport {
     /// SKUs with at least one event.
     pub distinct_skus: usize,
     pub channel: String,
+    /// The mean of the raw phase before the projector and the one after it.
     pub raw_secs: f64,
     pub raw_events_per_sec: f64,
+    pub raw_before_events_per_sec: f64,
+    pub raw_after_events_per_sec: f64,
     pub projector_secs: f64,
     pub projector_events_per_sec: f64,
     pub ratio: f64,
@@ -194,6 +197,63 @@ impl PhaseCpu {
     fn total(&self) -> Option<f64> {
         self.nats_secs.map(|n| n + self.bench_secs)
     }
+
+    fn mean(a: Self, b: Self) -> Self {
+        Self {
+            bench_secs: round3((a.bench_secs + b.bench_secs) / 2.0),
+            nats_secs: a
+                .nats_secs
+                .zip(b.nats_secs)
+                .map(|(a, b)| round3((a + b) / 2.0)),
+        }
+    }
+}
+
+/// async-nats alone on the whole stream: a durable from the first event, pulled in requests
+/// of the projector's batch size and acked one by one, nothing else. The seconds until the
+/// consumer reports nothing pending or unacked, and the CPU that took.
+async fn raw_phase(
+    js: &Context,
+    durable: &str,
+    config: &ProjectorConfig,
+    events: usize,
+    nats_pid: Option<u32>,
+) -> anyhow::Result<(f64, PhaseCpu)> {
+    let stream = js.get_stream(INVENTORY_STREAM).await?;
+    let raw = stream
+        .create_consumer(PullConfig {
+            durable_name: Some(durable.to_owned()),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            max_ack_pending: config.max_ack_pending,
+            filter_subject: "inventory.sku.>".to_owned(),
+            ..PullConfig::default()
+        })
+        .await?;
+    let cpu = CpuMeter::start(nats_pid);
+    let started = Instant::now();
+    let mut messages = raw
+        .stream()
+        .max_messages_per_batch(config.max_batch)
+        .messages()
+        .await?;
+    let mut seen = 0;
+    while seen < events {
+        let message = messages
+            .next()
+            .await
+            .context("raw consumer ended")?
+            .map_err(|e| anyhow::anyhow!("raw consumer: {e}"))?;
+        message
+            .ack()
+            .await
+            .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+        seen += 1;
+    }
+    drop(messages);
+    let done = wait_drained(js, durable, Duration::from_secs(120)).await?;
+    let secs = (done - started).as_secs_f64();
+    Ok((secs, cpu.stop()))
 }
 
 /// CPU of this process and of nats-server from here on.
@@ -283,52 +343,18 @@ pub async fn throughput(
         ..ProjectorConfig::from_env()?
     };
     publish_all(js, &all).await?;
-    let stream = js.get_stream(INVENTORY_STREAM).await?;
 
-    // (a) async-nats alone: a durable from the first event, pull, ack, nothing else.
-    let raw = stream
-        .create_consumer(PullConfig {
-            durable_name: Some("bench-raw".to_owned()),
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::Explicit,
-            max_ack_pending: config.max_ack_pending,
-            filter_subject: "inventory.sku.>".to_owned(),
-            ..PullConfig::default()
-        })
-        .await?;
-    let cpu = CpuMeter::start(nats_pid);
-    let started = Instant::now();
-    // Pulled in requests of the projector's batch size.
-    let mut messages = raw
-        .stream()
-        .max_messages_per_batch(config.max_batch)
-        .messages()
-        .await?;
-    let mut seen = 0;
-    while seen < events {
-        let message = messages
-            .next()
-            .await
-            .context("raw consumer ended")?
-            .map_err(|e| anyhow::anyhow!("raw consumer: {e}"))?;
-        message
-            .ack()
-            .await
-            .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-        seen += 1;
-    }
-    drop(messages);
-    let raw_done = wait_drained(js, "bench-raw", Duration::from_secs(120)).await?;
-    let raw_secs = (raw_done - started).as_secs_f64();
-    let raw_cpu = cpu.stop();
-
+    // (a) async-nats alone, before the projector and again after it: the host's speed
+    // drifts by tens of percent within seconds here, and the mean of a phase on each side
+    // cancels a steady drift that a single phase before would charge to the projector.
+    let before = raw_phase(js, "bench-raw", &config, events, nats_pid).await?;
     // (b) one projector, the same events, an unthrottled sandbox.
     let sandbox = Sandbox::start().await?;
     sandbox.seed(channel, &names);
     let settings = settings(channel, &sandbox.base, false)?;
     // Every event, not only each SKU's newest: the consumer starts at the stream's first.
     ops::rebuild(js, &settings.name, &config, RebuildFrom::Sequence(1)).await?;
-    let projector = ops::projector(js, &settings, config).await?;
+    let projector = ops::projector(js, &settings, config.clone()).await?;
     let marks_before = watermark_sequence(js).await?;
     let shutdown = CancellationToken::new();
     let cpu = CpuMeter::start(nats_pid);
@@ -344,6 +370,9 @@ pub async fn throughput(
     let projector_cpu = cpu.stop();
     shutdown.cancel();
     task.await.context("projector task")?;
+    let after = raw_phase(js, "bench-raw-after", &config, events, nats_pid).await?;
+    let raw_secs = (before.0 + after.0) / 2.0;
+    let raw_cpu = PhaseCpu::mean(before.1, after.1);
     let watermark_writes = watermark_sequence(js).await? - marks_before;
     let (channel_requests, sku_writes) = {
         let state = sandbox.state.channel(channel);
@@ -368,6 +397,8 @@ pub async fn throughput(
         channel: channel.as_str().to_owned(),
         raw_secs: round3(raw_secs),
         raw_events_per_sec: round3(events as f64 / raw_secs),
+        raw_before_events_per_sec: round3(events as f64 / before.0),
+        raw_after_events_per_sec: round3(events as f64 / after.0),
         projector_secs: round3(projector_secs),
         projector_events_per_sec: round3(events as f64 / projector_secs),
         ratio: round3(raw_secs / projector_secs),
