@@ -104,6 +104,12 @@ enum ProjectorRun {
         #[arg(long)]
         nats_pid: Option<u32>,
     },
+    /// Decoding N events: decode_event against serde_json alone, same payloads, same
+    /// process (needs no server).
+    Decode {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+    },
     /// B events for K SKUs within one second against Shopify's documented limits.
     Burst {
         #[arg(long, default_value_t = 10_000)]
@@ -293,14 +299,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn run_projector(args: ProjectorArgs) -> anyhow::Result<()> {
-    let nats_url = args
-        .nats_url
-        .context("--nats-url (or NATS_URL) is required")?;
-    let client = async_nats::connect(&nats_url)
-        .await
-        .with_context(|| format!("connecting to {nats_url}"))?;
-    let js = async_nats::jetstream::new(client);
+    let nats_url = args.nats_url;
+    let jetstream = || async {
+        let nats_url = nats_url
+            .as_deref()
+            .context("--nats-url (or NATS_URL) is required")?;
+        let client = async_nats::connect(nats_url)
+            .await
+            .with_context(|| format!("connecting to {nats_url}"))?;
+        anyhow::Ok(async_nats::jetstream::new(client))
+    };
     match args.run {
+        ProjectorRun::Decode { events } => print_json(&projector::decode(events)?),
         ProjectorRun::Throughput {
             events,
             skus,
@@ -310,10 +320,11 @@ async fn run_projector(args: ProjectorArgs) -> anyhow::Result<()> {
         } => {
             let channel = onhand_sandbox::Channel::parse(&channel)
                 .with_context(|| format!("unknown channel {channel:?}"))?;
+            let js = jetstream().await?;
             print_json(&projector::throughput(&js, events, skus, spread, channel, nats_pid).await?)
         }
         ProjectorRun::Burst { events, skus } => {
-            print_json(&projector::burst(&js, events, skus).await?)
+            print_json(&projector::burst(&jetstream().await?, events, skus).await?)
         }
         ProjectorRun::Propagation {
             ledger_url,
@@ -337,7 +348,7 @@ async fn run_projector(args: ProjectorArgs) -> anyhow::Result<()> {
                 projector_pid,
                 samples_out,
             };
-            print_json(&projector::propagation(&js, &args).await?)
+            print_json(&projector::propagation(&jetstream().await?, &args).await?)
         }
     }
 }

@@ -823,3 +823,72 @@ async fn read_events(js: &Context, first: u64, last: u64) -> anyhow::Result<Vec<
     }
     Ok(out)
 }
+
+#[derive(Debug, Serialize)]
+pub struct DecodeReport {
+    pub events: usize,
+    /// Mean payload size.
+    pub payload_bytes: usize,
+    pub rounds: usize,
+    /// Per event, the median over the rounds: `decode_event` as the projector calls it
+    /// (the one-pass reader, serde_json behind it), and serde_json alone plus the same
+    /// validation (what `decode_event` did before the reader).
+    pub decode_event_ns: f64,
+    pub serde_json_ns: f64,
+    /// serde_json ÷ decode_event.
+    pub speedup: f64,
+}
+
+/// Decode the throughput run's payloads (a different SKU each, as in round-robin) with
+/// `decode_event` and with serde_json alone, in alternating rounds in this process; both
+/// must agree on every event.
+pub fn decode(events: usize) -> anyhow::Result<DecodeReport> {
+    const ROUNDS: usize = 7;
+    anyhow::ensure!(events > 0, "--events must be at least 1");
+    let payloads: Vec<Vec<u8>> = (0..events)
+        .map(|i| {
+            let version = i as i64 + 1;
+            event(&format!("tp-{:06}", i % 10_000), version, version * 2).to_json()
+        })
+        .collect();
+    for p in &payloads {
+        let fast = decode_event(p).context("decode_event refused a payload")?;
+        let slow: InventoryEvent = serde_json::from_slice(p).context("serde_json refused")?;
+        slow.validate().context("a payload does not validate")?;
+        anyhow::ensure!(fast == slow, "the decoders disagree on {p:?}");
+    }
+    let per_event = |f: &dyn Fn(&[u8]) -> i64| {
+        let started = Instant::now();
+        let mut sum = 0i64;
+        for p in &payloads {
+            sum = sum.wrapping_add(f(std::hint::black_box(p)));
+        }
+        std::hint::black_box(sum);
+        started.elapsed().as_nanos() as f64 / events as f64
+    };
+    let (mut fast, mut slow) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        fast.push(per_event(&|p| {
+            decode_event(p).map_or(0, |e| e.stock.version)
+        }));
+        slow.push(per_event(&|p| {
+            serde_json::from_slice::<InventoryEvent>(p)
+                .ok()
+                .filter(|e| e.validate().is_ok())
+                .map_or(0, |e| e.stock.version)
+        }));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (fast, slow) = (median(&mut fast), median(&mut slow));
+    Ok(DecodeReport {
+        events,
+        payload_bytes: payloads.iter().map(Vec::len).sum::<usize>() / events,
+        rounds: ROUNDS,
+        decode_event_ns: round3(fast),
+        serde_json_ns: round3(slow),
+        speedup: round3(slow / fast),
+    })
+}
