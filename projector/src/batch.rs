@@ -67,9 +67,18 @@ pub(crate) struct Batch {
     /// Every trace the batch's messages carried, when traced.
     pub carried: Vec<TraceContext>,
     traced: bool,
+    /// Most messages a batch takes (the groups vector is sized from it and the backlog).
+    max_batch: usize,
 }
 
 impl Batch {
+    pub fn new(max_batch: usize) -> Self {
+        Self {
+            max_batch,
+            ..Self::default()
+        }
+    }
+
     /// Start a batch into `groups` (an empty vector, reused for its capacity); `traced`:
     /// read each message's trace.
     pub fn start(&mut self, groups: Vec<Group>, traced: bool) {
@@ -99,6 +108,15 @@ impl Batch {
             })
             .unwrap_or((0, 1, 0, 0));
         self.pending = pending;
+        if self.size == 1 {
+            // A backlog fills the batch: room for it now rather than grown by doubling,
+            // each step copying every group so far (a group is a few hundred bytes).
+            let expected = usize::try_from(pending)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1)
+                .min(self.max_batch);
+            self.groups.reserve(expected);
+        }
         if consumer_sequence <= self.delivered_up_to {
             self.consumer_restarted = true;
         }

@@ -125,7 +125,7 @@ impl Projector {
         let receiver = tokio::spawn(
             Receiver {
                 messages,
-                batch: Batch::default(),
+                batch: Batch::new(self.config.max_batch),
                 tx,
                 spare: self.spare.clone(),
                 channel: self.applier.channel_name.clone(),
