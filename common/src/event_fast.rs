@@ -50,7 +50,6 @@ const ORDER_ID: u16 = 1 << 7;
 const RESERVATION_ID: u16 = 1 << 8;
 const REASON: u16 = 1 << 9;
 const STOCK: u16 = 1 << 10;
-const REQUIRED: u16 = SCHEMA | EVENT_ID | TYPE | OCCURRED_AT | SKU | WAREHOUSE | QTY | STOCK;
 
 impl<'a> Reader<'a> {
     fn ws(&mut self) {
@@ -204,9 +203,7 @@ impl<'a> Reader<'a> {
             }
             Some(())
         })?;
-        if seen & REQUIRED != REQUIRED {
-            return None;
-        }
+        // A required field left out is a None below.
         Some(InventoryEvent {
             schema: schema?,
             event_id: event_id?,
