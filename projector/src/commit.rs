@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::batch::ack;
 use crate::metrics::{self, Outcome};
-use crate::watermark::{MarkWriter, PendingMarks, Watermark};
+use crate::watermark::{MarkWriter, PendingMarks, Watermark, WatermarkError};
 
 /// A SKU whose watermark is not written yet, and the delivery it acks (none once a newer
 /// delivery of the SKU released it).
@@ -184,21 +184,39 @@ async fn write(
 ) -> Vec<Sku> {
     let mut failed = Vec::new();
     let mut held = held.into_iter().peekable();
-    // The step written before this one, settled once this one is published.
-    let mut previous: Option<(PendingMarks, Vec<Option<Subject>>)> = None;
+    // One run of writes for the whole commit; each step is settled once the next one is
+    // published.
+    let mut pending: Option<PendingMarks> = None;
+    // The replies of the step published before this one.
+    let mut previous: Option<Vec<Option<Subject>>> = None;
     while held.peek().is_some() {
         let (replies, marks): (Vec<Option<Subject>>, Vec<(Sku, Watermark)>) = held
             .by_ref()
             .take(STEP)
             .map(|(sku, h)| (h.reply, (sku, h.mark)))
             .unzip();
-        let published = writer.write(marks, false).await;
-        if let Some((pending, replies)) = previous.replace((published, replies)) {
-            settle(pending, replies, &client, &channel, retry, &mut failed).await;
+        let writes = match &mut pending {
+            Some(writes) => {
+                writes.write(marks).await;
+                writes
+            }
+            None => pending.insert(writer.write(marks, false).await),
+        };
+        if let Some(replies) = previous.replace(replies) {
+            let written = writes.settle_next(replies.len()).await;
+            settle(written, replies, &client, &channel, retry, &mut failed).await;
         }
     }
-    if let Some((pending, replies)) = previous {
-        settle(pending, replies, &client, &channel, retry, &mut failed).await;
+    if let (Some(writes), Some(replies)) = (pending, previous) {
+        settle(
+            writes.settle().await,
+            replies,
+            &client,
+            &channel,
+            retry,
+            &mut failed,
+        )
+        .await;
     }
     if !failed.is_empty() {
         metrics::events(&channel, Outcome::Retried, failed.len() as u64);
@@ -208,15 +226,15 @@ async fn write(
 
 /// Wait for a step's writes; ack each delivery whose watermark was written, nak the others.
 async fn settle(
-    pending: PendingMarks,
+    written: Vec<(Sku, Result<(), WatermarkError>)>,
     replies: Vec<Option<Subject>>,
     client: &Client,
     channel: &str,
     retry: Duration,
     failed: &mut Vec<Sku>,
 ) {
-    // settle() answers in the order written.
-    for ((sku, result), reply) in pending.settle().await.into_iter().zip(replies) {
+    // Results come in the order written.
+    for ((sku, result), reply) in written.into_iter().zip(replies) {
         match result {
             Ok(()) if reply.is_some() => ack(client, &reply, AckKind::Ack).await,
             // Released: a newer delivery of the SKU was received (and is settled in its turn).

@@ -16,6 +16,7 @@ pub mod metrics;
 mod multiget;
 pub mod ops;
 pub mod projector;
+mod puback;
 pub mod watermark;
 
 pub use apply::{Applier, SkuOutcome};

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::multiget;
+use crate::puback::Acks;
 
 /// Concurrent KV requests per batch.
 const CONCURRENCY: usize = 64;
@@ -24,11 +25,8 @@ const API_PREFIX: &str = "$JS.API";
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The header that marks a KV delete or purge.
 const KV_OPERATION: &str = "KV-Operation";
-/// Watermark writes published and not yet acknowledged, at most, per [`MarkWriter::write`].
-/// async-nats holds a permit per unacknowledged publish (5,000 per context by default) and
-/// blocks the next publish when they run out, so a commit in flight and a batch's intents
-/// together must stay under that.
-const WINDOW: usize = 2_000;
+/// The longest wait for each watermark write's acknowledgement.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watermark {
@@ -76,35 +74,56 @@ pub enum WatermarkError {
     },
 }
 
-type Published = Result<async_nats::jetstream::context::PublishAckFuture, String>;
-
 /// Watermark writes published and not yet acknowledged by the stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PendingMarks {
-    /// Settled already (the window was full), in publish order.
-    done: Vec<(Sku, Result<(), WatermarkError>)>,
-    pending: std::collections::VecDeque<(Sku, String, Published)>,
-}
-
-async fn settle_one(
-    (sku, key, published): (Sku, String, Published),
-) -> (Sku, Result<(), WatermarkError>) {
-    let result = match published {
-        Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
-        Err(e) => Err(e),
-    };
-    (
-        sku,
-        result.map_err(|reason| WatermarkError::Write { key, reason }),
-    )
+    channel: String,
+    /// Each write's SKU and subject, in publish order, from the first not settled yet.
+    written: std::collections::VecDeque<(Sku, String)>,
+    pending: bool,
+    acks: Acks,
 }
 
 impl PendingMarks {
-    /// Wait for every acknowledgement; one result per watermark, in publish order.
-    pub async fn settle(self) -> Vec<(Sku, Result<(), WatermarkError>)> {
-        let mut out = self.done;
-        out.extend(futures::future::join_all(self.pending.into_iter().map(settle_one)).await);
-        out
+    /// Publish more watermarks with these (see [`MarkWriter::write`]).
+    pub async fn write(&mut self, marks: Vec<(Sku, Watermark)>) {
+        for (sku, mark) in marks {
+            let stored = Stored {
+                mark,
+                pending: self.pending,
+            };
+            let subject = format!("{SUBJECT_PREFIX}{}.{}", self.channel, sku.token());
+            let value =
+                serde_json::to_vec(&stored).expect("invariant: a watermark always serializes");
+            self.acks.publish(subject.clone(), value.into()).await;
+            self.written.push_back((sku, subject));
+        }
+    }
+
+    /// Wait for the acknowledgements of the next `n` writes not settled yet; one result
+    /// per watermark, in publish order.
+    pub async fn settle_next(&mut self, n: usize) -> Vec<(Sku, Result<(), WatermarkError>)> {
+        let results = self.acks.settle_next(n).await;
+        self.written
+            .drain(..results.len())
+            .zip(results)
+            .map(|((sku, subject), result)| {
+                let result = result.map_err(|reason| WatermarkError::Write {
+                    key: subject
+                        .strip_prefix(SUBJECT_PREFIX)
+                        .unwrap_or(&subject)
+                        .to_owned(),
+                    reason,
+                });
+                (sku, result)
+            })
+            .collect()
+    }
+
+    /// Wait for every acknowledgement not settled yet; one result per watermark, in
+    /// publish order.
+    pub async fn settle(mut self) -> Vec<(Sku, Result<(), WatermarkError>)> {
+        self.settle_next(usize::MAX).await
     }
 }
 
@@ -255,7 +274,7 @@ impl Watermarks {
     pub fn writer(&self) -> MarkWriter {
         MarkWriter {
             channel: self.channel.clone(),
-            js: self.js.clone(),
+            client: self.js.client(),
         }
     }
 
@@ -277,38 +296,25 @@ impl Watermarks {
 #[derive(Debug, Clone)]
 pub struct MarkWriter {
     channel: String,
-    js: async_nats::jetstream::Context,
+    client: async_nats::Client,
 }
 
 impl MarkWriter {
     /// Publish each watermark (as an intent when `pending`) without waiting for the
     /// stream's acknowledgements (a KV put is a publish to `$KV.<bucket>.<key>`); at most
-    /// `WINDOW` are unacknowledged at once. Publishes from one connection are stored in
-    /// order, so a later write of the same key lands after this one. Settle the result for
-    /// each write's outcome, in the order given.
-    pub async fn write(&self, marks: Vec<(Sku, Watermark)>, pending_: bool) -> PendingMarks {
-        let mut pending = PendingMarks::default();
-        for (sku, mark) in marks {
-            let stored = Stored {
-                mark,
-                pending: pending_,
-            };
-            if pending.pending.len() >= WINDOW
-                && let Some(oldest) = pending.pending.pop_front()
-            {
-                pending.done.push(settle_one(oldest).await);
-            }
-            let key = Watermarks::key(&self.channel, &sku);
-            let value =
-                serde_json::to_vec(&stored).expect("invariant: a watermark always serializes");
-            let published = self
-                .js
-                .publish(subject(&key), value.into())
-                .await
-                .map_err(|e| e.to_string());
-            pending.pending.push_back((sku, key, published));
-        }
-        pending
+    /// [`crate::puback::WINDOW`] are unacknowledged at once. Publishes from one connection
+    /// are stored in order, so a later write of the same key lands after this one. Settle
+    /// the result for each write's outcome, in the order given; more writes can follow on
+    /// the same [`PendingMarks`].
+    pub async fn write(&self, marks: Vec<(Sku, Watermark)>, pending: bool) -> PendingMarks {
+        let mut written = PendingMarks {
+            channel: self.channel.clone(),
+            written: std::collections::VecDeque::with_capacity(marks.len()),
+            pending,
+            acks: Acks::new(&self.client, WRITE_TIMEOUT).await,
+        };
+        written.write(marks).await;
+        written
     }
 }
 
@@ -347,9 +353,12 @@ async fn read_chunk(
         .collect())
 }
 
+/// The bucket's subject prefix: a key's subject is this and the key.
+const SUBJECT_PREFIX: &str = "$KV.onhand_watermarks.";
+
 /// The bucket subject of watermark `key`.
 fn subject(key: &str) -> String {
-    format!("$KV.{WATERMARKS_BUCKET}.{key}")
+    format!("{SUBJECT_PREFIX}{key}")
 }
 
 /// A stored value, or none when it does not decode (logged; the next push rewrites it).
@@ -398,6 +407,21 @@ pub async fn reset(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_subject_prefix_is_the_buckets() {
+        assert_eq!(SUBJECT_PREFIX, format!("$KV.{WATERMARKS_BUCKET}."));
+        assert_eq!(
+            subject(&Watermarks::key(
+                "webhook",
+                &Sku::parse("A-1").expect("sku")
+            )),
+            format!(
+                "$KV.{WATERMARKS_BUCKET}.webhook.{}",
+                Sku::parse("A-1").expect("sku").token()
+            )
+        );
+    }
 
     #[test]
     fn batched_reads_need_nats_server_2_11() {

@@ -7,3 +7,4 @@ mod ledger_e2e;
 mod operate;
 mod reads;
 mod support;
+mod writes;
