@@ -96,17 +96,23 @@ impl Batch {
     /// Decode `message` and fold it into its SKU's group, or keep it as poison.
     pub fn add(&mut self, message: Message) {
         self.size += 1;
-        let (sequence, delivered, pending, consumer_sequence) = message
-            .info()
-            .map(|i| {
-                (
-                    i.stream_sequence,
-                    i.delivered,
-                    i.pending,
-                    i.consumer_sequence,
-                )
-            })
-            .unwrap_or((0, 1, 0, 0));
+        // The reply subject is read here rather than through `Message::info`, which also
+        // parses the timestamp and boxes an error for what it cannot read.
+        let DeliveryInfo {
+            stream_sequence: sequence,
+            consumer_sequence,
+            delivered,
+            pending,
+        } = message
+            .reply
+            .as_deref()
+            .and_then(DeliveryInfo::parse)
+            .unwrap_or(DeliveryInfo {
+                stream_sequence: 0,
+                consumer_sequence: 0,
+                delivered: 1,
+                pending: 0,
+            });
         self.pending = pending;
         if self.size == 1 {
             // A backlog fills the batch: room for it now rather than grown by doubling,
@@ -207,6 +213,57 @@ pub(crate) struct Received {
     pub carried: Vec<TraceContext>,
 }
 
+/// What a JetStream delivery's reply subject tells about it (the part of ADR-15's
+/// `$JS.ACK.` subject a batch uses; the rest is not parsed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeliveryInfo {
+    pub stream_sequence: u64,
+    pub consumer_sequence: u64,
+    /// How many times the message was delivered, this time included.
+    pub delivered: i64,
+    /// Messages left in the stream for the consumer after this one.
+    pub pending: u64,
+}
+
+impl DeliveryInfo {
+    /// Read `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` or the
+    /// form with `<domain>.<account hash>.` before the stream (and, perhaps, tokens after
+    /// `<pending>`); `None` for anything else.
+    pub fn parse(reply: &str) -> Option<Self> {
+        let rest = reply.strip_prefix("$JS.ACK.")?;
+        let mut tokens = [""; 9];
+        let mut n = 0;
+        for token in rest.split('.') {
+            if n < tokens.len() {
+                tokens[n] = token;
+            }
+            n += 1;
+        }
+        // Where <delivered> is: after the stream and consumer, and the domain and account
+        // hash when present.
+        let at = match n {
+            7 => 2,
+            9.. => 4,
+            _ => return None,
+        };
+        let number = |i: usize| -> Option<u64> {
+            let token = tokens[at + i];
+            // u64's parser takes a leading '+', which the server never writes.
+            if token.starts_with('+') {
+                return None;
+            }
+            token.parse().ok()
+        };
+        // <ts> (at + 3) is not needed.
+        Some(Self {
+            delivered: i64::try_from(number(0)?).ok()?,
+            stream_sequence: number(1)?,
+            consumer_sequence: number(2)?,
+            pending: number(4)?,
+        })
+    }
+}
+
 /// A v1 event, on the subject of its SKU, of a sane size.
 pub fn decode(message: &Message) -> Result<InventoryEvent, String> {
     if message.payload.len() > MAX_EVENT_BYTES {
@@ -243,5 +300,72 @@ impl Group {
     /// Every delivery's reply subject, the newest first.
     pub fn replies(&self) -> impl Iterator<Item = &Option<Subject>> + Clone {
         std::iter::once(&self.top.reply).chain(&self.superseded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeliveryInfo;
+
+    fn info(
+        stream_sequence: u64,
+        consumer_sequence: u64,
+        delivered: i64,
+        pending: u64,
+    ) -> DeliveryInfo {
+        DeliveryInfo {
+            stream_sequence,
+            consumer_sequence,
+            delivered,
+            pending,
+        }
+    }
+
+    #[test]
+    fn both_reply_subject_forms_are_read() {
+        // nats-server 2.9 and older: 7 tokens after the prefix.
+        assert_eq!(
+            DeliveryInfo::parse(
+                "$JS.ACK.INVENTORY.projector-webhook.2.1234.77.1764230400000000000.9"
+            ),
+            Some(info(1234, 77, 2, 9))
+        );
+        // 2.10 and newer: the domain ('_' for none) and account hash first, and a random
+        // token after the pending count.
+        assert_eq!(
+            DeliveryInfo::parse(
+                "$JS.ACK._.ABCDEFGHIJ.INVENTORY.projector-webhook.1.18446744073709551615.5.1764230400000000000.0.Xy9"
+            ),
+            Some(info(u64::MAX, 5, 1, 0))
+        );
+        assert_eq!(
+            DeliveryInfo::parse("$JS.ACK.hub.ACC.INVENTORY.c.3.10.4.1.100"),
+            Some(info(10, 4, 3, 100))
+        );
+        // More tokens than the client knows: the known ones still count.
+        assert_eq!(
+            DeliveryInfo::parse("$JS.ACK.hub.ACC.INVENTORY.c.3.10.4.1.100.tok.more.still"),
+            Some(info(10, 4, 3, 100))
+        );
+    }
+
+    #[test]
+    fn anything_else_is_not_read() {
+        for reply in [
+            "",
+            "$JS.ACK.",
+            "_INBOX.abc.def",
+            "$JS.ACK.S.C.1.2.3.4",
+            "$JS.ACK.S.C.1.2.3.4.5.6",
+            "$JS.ACK.S.C.x.2.3.4.5",
+            "$JS.ACK.S.C.1.-2.3.4.5",
+            "$JS.ACK.S.C.1.2.3.4.+5",
+            "$JS.ACK.S.C.1.2.3.4.",
+            "$JS.ACK.S.C.18446744073709551615.2.3.4.5",
+            "$JS.ACK._.H.S.C.1.2.3.4.99999999999999999999",
+            "$JS.NAK.S.C.1.2.3.4.5",
+        ] {
+            assert_eq!(DeliveryInfo::parse(reply), None, "{reply:?}");
+        }
     }
 }

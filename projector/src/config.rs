@@ -29,6 +29,15 @@ pub struct ProjectorConfig {
     /// While a backlog is worked through, how long watermarks may wait to be written
     /// together (a hot SKU is written once per commit, not once per batch); the messages
     /// they cover are acked when written. A caught-up projector writes after every batch.
+    ///
+    /// 5 s by default (at most a third of the ack wait), like Kafka's consumer offset
+    /// auto-commit. Each write costs nats-server about 20 µs of CPU on one node (0.41 s
+    /// for 20,000 KV puts here), and a replicated bucket more. In a long backlog where every
+    /// SKU recurs, scripts/bench projector measured 0.18 writes per event at 1 s and 0.03
+    /// at 5 s, and the server's CPU fell by a fifth. Against that, a backlog's watermarks
+    /// and acks trail by up to the interval: the lag gauge reads up to that much more
+    /// while a backlog lasts, and a crash redelivers the held SKUs, at most
+    /// `max_ack_pending - max_batch` of them whatever the interval.
     pub commit_interval: Duration,
 }
 
@@ -47,12 +56,22 @@ impl Default for ProjectorConfig {
             retry_max: Duration::from_secs(30),
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             lag_interval: Duration::from_secs(1),
-            commit_interval: Duration::from_secs(1),
+            commit_interval: Self::DEFAULT_COMMIT_INTERVAL,
         }
     }
 }
 
 impl ProjectorConfig {
+    /// The commit interval when the ack wait allows it (see [`Self::commit_interval`]).
+    pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+
+    /// The commit interval unless set: the default, or a third of a short ack wait.
+    pub fn commit_interval_for(ack_wait: Duration) -> Duration {
+        Self::DEFAULT_COMMIT_INTERVAL
+            .min(ack_wait / 3)
+            .max(Duration::from_millis(1))
+    }
+
     /// `ONHAND_PROJECTOR__{MAX_BATCH,LINGER_MS,ACK_WAIT_SECS,MAX_ACK_PENDING,RETRY_BASE_MS,RETRY_MAX_MS,LISTEN_ADDR,COMMIT_INTERVAL_MS}`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
@@ -60,16 +79,17 @@ impl ProjectorConfig {
         let ms = |k: &str, default: Duration| -> Result<Duration, ConfigError> {
             env_or(&var(k), default.as_millis() as u64).map(Duration::from_millis)
         };
+        let ack_wait = Duration::from_secs(env_or(&var("ACK_WAIT_SECS"), d.ack_wait.as_secs())?);
         let config = Self {
             max_batch: env_or(&var("MAX_BATCH"), d.max_batch)?,
             linger: ms("LINGER_MS", d.linger)?,
-            ack_wait: Duration::from_secs(env_or(&var("ACK_WAIT_SECS"), d.ack_wait.as_secs())?),
+            ack_wait,
             max_ack_pending: env_or(&var("MAX_ACK_PENDING"), d.max_ack_pending)?,
             retry_base: ms("RETRY_BASE_MS", d.retry_base)?,
             retry_max: ms("RETRY_MAX_MS", d.retry_max)?,
             listen_addr: env_or(&var("LISTEN_ADDR"), d.listen_addr)?,
             lag_interval: d.lag_interval,
-            commit_interval: ms("COMMIT_INTERVAL_MS", d.commit_interval)?,
+            commit_interval: ms("COMMIT_INTERVAL_MS", Self::commit_interval_for(ack_wait))?,
         };
         config.validate(|k| var(k))?;
         Ok(config)
@@ -153,6 +173,35 @@ mod tests {
             c.retry_delay(40, Some(Duration::from_secs(2))),
             Duration::from_secs(2)
         );
+    }
+
+    #[test]
+    fn the_commit_interval_defaults_to_5_s_or_a_third_of_a_short_ack_wait() {
+        assert_eq!(
+            ProjectorConfig::commit_interval_for(Duration::from_secs(30)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            ProjectorConfig::commit_interval_for(Duration::from_secs(15)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            ProjectorConfig::commit_interval_for(Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            ProjectorConfig::commit_interval_for(Duration::ZERO),
+            Duration::from_millis(1)
+        );
+        for secs in [3, 5, 14, 15, 30, 3600] {
+            ProjectorConfig {
+                ack_wait: Duration::from_secs(secs),
+                commit_interval: ProjectorConfig::commit_interval_for(Duration::from_secs(secs)),
+                ..ProjectorConfig::default()
+            }
+            .validate(|k| k.to_owned())
+            .unwrap_or_else(|e| panic!("ack wait {secs} s: {e}"));
+        }
     }
 
     #[test]

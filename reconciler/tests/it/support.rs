@@ -273,6 +273,7 @@ pub fn fast_config() -> ProjectorConfig {
         max_batch: 500,
         linger: Duration::from_millis(2),
         ack_wait: Duration::from_secs(5),
+        commit_interval: Duration::from_secs(1),
         retry_base: Duration::from_millis(50),
         retry_max: Duration::from_millis(500),
         lag_interval: Duration::from_millis(200),
