@@ -97,19 +97,23 @@ impl Applier {
         traces: &[Option<TraceContext>],
     ) -> Pushed {
         let skus: Vec<&Sku> = events.iter().map(|e| &e.sku).collect();
-        if let Err(err) = self.watermarks.load(&skus).await {
-            tracing::warn!(error = %err, channel = %self.channel_name, "watermarks unavailable; the batch will be redelivered");
-            return Pushed {
-                outcomes: events
-                    .iter()
-                    .map(|_| SkuOutcome::Transient {
-                        retry_after: None,
-                        reason: format!("watermarks unavailable: {err}"),
-                    })
-                    .collect(),
-                marks: vec![None; events.len()],
-            };
-        }
+        let stored_now = match self.watermarks.load_stored(&skus).await {
+            Ok(stored) => stored,
+            Err(err) => {
+                tracing::warn!(error = %err, channel = %self.channel_name, "watermarks unavailable; the batch will be redelivered");
+                return Pushed {
+                    outcomes: events
+                        .iter()
+                        .map(|_| SkuOutcome::Transient {
+                            retry_after: None,
+                            reason: format!("watermarks unavailable: {err}"),
+                        })
+                        .collect(),
+                    marks: vec![None; events.len()],
+                };
+            }
+        };
+        drop(skus);
         let mut outcomes: Vec<Option<SkuOutcome>> = vec![None; events.len()];
         let mut pushes = Vec::with_capacity(events.len());
         let mut pushed_index = Vec::with_capacity(events.len());
@@ -117,7 +121,7 @@ impl Applier {
         let now = OffsetDateTime::now_utc();
         for (i, event) in events.iter().enumerate() {
             let version = event.stock.version;
-            let stored = self.watermarks.stored(&event.sku);
+            let stored = stored_now[i];
             let mark = stored.map(|s| s.mark);
             // An intent at this very version may not have reached the channel: push again.
             if let Some(s) = stored

@@ -202,6 +202,33 @@ impl Watermarks {
         Ok(())
     }
 
+    /// [`load`](Self::load) `skus`, and what each holds (`None`: never pushed), in order;
+    /// one cache lookup per SKU already cached.
+    pub async fn load_stored(
+        &mut self,
+        skus: &[&Sku],
+    ) -> Result<Vec<Option<Stored>>, WatermarkError> {
+        let mut stored = Vec::with_capacity(skus.len());
+        let mut missing = Vec::new();
+        for (i, sku) in skus.iter().enumerate() {
+            match self.cache.get(*sku) {
+                Some(found) => stored.push(*found),
+                None => {
+                    stored.push(None);
+                    missing.push(i);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let wanted: Vec<&Sku> = missing.iter().map(|&i| skus[i]).collect();
+            self.load(&wanted).await?;
+            for i in missing {
+                stored[i] = self.stored(skus[i]);
+            }
+        }
+        Ok(stored)
+    }
+
     async fn fetch(
         kv: Store,
         key: String,

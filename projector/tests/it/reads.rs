@@ -84,8 +84,20 @@ async fn load(js: Context, skus: &[Sku], batched: bool) -> (HashMap<Sku, Option<
     let mut marks = Watermarks::new(CHANNEL, js.clone(), kv).with_batched_reads(batched);
     let before = stats.out_messages.load(Ordering::Relaxed);
     let refs: Vec<&Sku> = skus.iter().collect();
-    marks.load(&refs).await.expect("watermarks load");
+    let stored = marks.load_stored(&refs).await.expect("watermarks load");
     let sent = stats.out_messages.load(Ordering::Relaxed) - before;
+    // What the load returned is what the cache now holds, in order; a second load reads
+    // the cache only.
+    for (s, found) in skus.iter().zip(&stored) {
+        assert_eq!(*found, marks.stored(s), "{s}");
+    }
+    let again = marks.load_stored(&refs).await.expect("cached load");
+    assert_eq!(again, stored);
+    assert_eq!(
+        stats.out_messages.load(Ordering::Relaxed) - before,
+        sent,
+        "a load of cached watermarks sends nothing"
+    );
     (
         skus.iter().map(|s| (s.clone(), marks.stored(s))).collect(),
         sent,
