@@ -113,7 +113,6 @@ impl Applier {
                 };
             }
         };
-        drop(skus);
         let mut outcomes: Vec<Option<SkuOutcome>> = vec![None; events.len()];
         let mut pushes = Vec::with_capacity(events.len());
         let mut pushed_index = Vec::with_capacity(events.len());

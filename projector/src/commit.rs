@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::batch::ack;
 use crate::metrics::{self, Outcome};
-use crate::watermark::{MarkWriter, PendingMarks, Watermark, WatermarkError};
+use crate::watermark::{MarkWriter, Watermark, WatermarkError};
 
 /// A SKU whose watermark is not written yet, and the delivery it acks (none once a newer
 /// delivery of the SKU released it).
@@ -186,7 +186,7 @@ async fn write(
     let mut held = held.into_iter().peekable();
     // One run of writes for the whole commit; each step is settled once the next one is
     // published.
-    let mut pending: Option<PendingMarks> = None;
+    let mut writes = writer.start(false).await;
     // The replies of the step published before this one.
     let mut previous: Option<Vec<Option<Subject>>> = None;
     while held.peek().is_some() {
@@ -195,28 +195,15 @@ async fn write(
             .take(STEP)
             .map(|(sku, h)| (h.reply, (sku, h.mark)))
             .unzip();
-        let writes = match &mut pending {
-            Some(writes) => {
-                writes.write(marks).await;
-                writes
-            }
-            None => pending.insert(writer.write(marks, false).await),
-        };
+        writes.write(marks).await;
         if let Some(replies) = previous.replace(replies) {
             let written = writes.settle_next(replies.len()).await;
             settle(written, replies, &client, &channel, retry, &mut failed).await;
         }
     }
-    if let (Some(writes), Some(replies)) = (pending, previous) {
-        settle(
-            writes.settle().await,
-            replies,
-            &client,
-            &channel,
-            retry,
-            &mut failed,
-        )
-        .await;
+    if let Some(replies) = previous {
+        let written = writes.settle().await;
+        settle(written, replies, &client, &channel, retry, &mut failed).await;
     }
     if !failed.is_empty() {
         metrics::events(&channel, Outcome::Retried, failed.len() as u64);

@@ -78,7 +78,7 @@ pub enum WatermarkError {
 #[derive(Debug)]
 pub struct PendingMarks {
     channel: String,
-    /// Each write's SKU and subject, in publish order, from the first not settled yet.
+    /// Each write's SKU and key, in publish order, from the first not settled yet.
     written: std::collections::VecDeque<(Sku, String)>,
     pending: bool,
     acks: Acks,
@@ -92,11 +92,11 @@ impl PendingMarks {
                 mark,
                 pending: self.pending,
             };
-            let subject = format!("{SUBJECT_PREFIX}{}.{}", self.channel, sku.token());
+            let key = Watermarks::key(&self.channel, &sku);
             let value =
                 serde_json::to_vec(&stored).expect("invariant: a watermark always serializes");
-            self.acks.publish(subject.clone(), value.into()).await;
-            self.written.push_back((sku, subject));
+            self.acks.publish(subject(&key), value.into()).await;
+            self.written.push_back((sku, key));
         }
     }
 
@@ -107,15 +107,11 @@ impl PendingMarks {
         self.written
             .drain(..results.len())
             .zip(results)
-            .map(|((sku, subject), result)| {
-                let result = result.map_err(|reason| WatermarkError::Write {
-                    key: subject
-                        .strip_prefix(SUBJECT_PREFIX)
-                        .unwrap_or(&subject)
-                        .to_owned(),
-                    reason,
-                });
-                (sku, result)
+            .map(|((sku, key), result)| {
+                (
+                    sku,
+                    result.map_err(|reason| WatermarkError::Write { key, reason }),
+                )
             })
             .collect()
     }
@@ -334,14 +330,19 @@ impl MarkWriter {
     /// the result for each write's outcome, in the order given; more writes can follow on
     /// the same [`PendingMarks`].
     pub async fn write(&self, marks: Vec<(Sku, Watermark)>, pending: bool) -> PendingMarks {
-        let mut written = PendingMarks {
-            channel: self.channel.clone(),
-            written: std::collections::VecDeque::with_capacity(marks.len()),
-            pending,
-            acks: Acks::new(&self.client, WRITE_TIMEOUT).await,
-        };
+        let mut written = self.start(pending).await;
         written.write(marks).await;
         written
+    }
+
+    /// A run of writes with nothing published yet (see [`write`](Self::write)).
+    pub async fn start(&self, pending: bool) -> PendingMarks {
+        PendingMarks {
+            channel: self.channel.clone(),
+            written: std::collections::VecDeque::new(),
+            pending,
+            acks: Acks::new(&self.client, WRITE_TIMEOUT).await,
+        }
     }
 }
 
@@ -380,12 +381,9 @@ async fn read_chunk(
         .collect())
 }
 
-/// The bucket's subject prefix: a key's subject is this and the key.
-const SUBJECT_PREFIX: &str = "$KV.onhand_watermarks.";
-
 /// The bucket subject of watermark `key`.
 fn subject(key: &str) -> String {
-    format!("{SUBJECT_PREFIX}{key}")
+    format!("$KV.{WATERMARKS_BUCKET}.{key}")
 }
 
 /// A stored value, or none when it does not decode (logged; the next push rewrites it).
@@ -436,8 +434,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_subject_prefix_is_the_buckets() {
-        assert_eq!(SUBJECT_PREFIX, format!("$KV.{WATERMARKS_BUCKET}."));
+    fn a_watermarks_subject_is_the_buckets_and_its_key() {
         assert_eq!(
             subject(&Watermarks::key(
                 "webhook",
