@@ -187,6 +187,12 @@ pub trait ChannelApi: Send + Sync + std::fmt::Debug + 'static {
     /// The documented default rate limit for this API (overridable per store plan).
     fn default_rate_limit(&self) -> Option<RateLimit>;
 
+    /// The channel's cap on revisions of one listing per day, if it has one (eBay's 250):
+    /// pushes then spend a [`RevisionBudget`](crate::RevisionBudget) per SKU.
+    fn revisions_per_day(&self) -> Option<u32> {
+        None
+    }
+
     /// The request that resolves channel ids for these SKUs, when the SKU is not the key.
     fn resolve_request(&self, _skus: &[Sku]) -> Option<Result<ApiRequest, MappingError>> {
         None

@@ -11,7 +11,7 @@ use crate::amazon::AmazonApi;
 use crate::api::ChannelApi;
 use crate::bigcommerce::BigCommerceApi;
 use crate::config::{ChannelSettings, Connection, RateSetting};
-use crate::ebay::{Ebay, EbayConfig};
+use crate::ebay::Ebay;
 use crate::http_channel::{HttpChannel, ReadError};
 use crate::limiter::{RateLimit, RateLimiter};
 use crate::push::{ChannelKind, Listed, Push, PushOutcome};
@@ -109,11 +109,15 @@ impl Channel {
                 base_url,
                 header("x-amz-access-token", token),
             )?),
-            Connection::Ebay { base_url, token } => {
+            Connection::Ebay {
+                base_url,
+                token,
+                config,
+            } => {
                 let bearer = secrecy::SecretString::from(bearer(token));
                 Channel::Ebay(http(
                     settings,
-                    Ebay::new(EbayConfig::default()),
+                    Ebay::new(config.clone()),
                     base_url,
                     header("authorization", &bearer),
                 )?)

@@ -18,6 +18,7 @@
 //! | `CONSUMER_KEY`, `CONSUMER_SECRET` / `CONSUMER_SECRET_FILE` | woocommerce | required |
 //! | `SECRET` / `SECRET_FILE`, `PATH` | webhook | required, `/` |
 //! | `MAX_BATCH` | woocommerce (≤ 100), webhook | 100 |
+//! | `REVISIONS_PER_DAY` | ebay | 250 (the documented cap per listing; `off`: no budget) |
 //!
 //! Policy settings (`ALLOCATION_PCT`, `BUFFER`, `MAX_LISTED`, `ZERO_BELOW`, `WAREHOUSES`)
 //! are read by [`onhand_common::policy::policies_from_env`]. A setting that does not apply
@@ -36,6 +37,7 @@ use secrecy::SecretString;
 
 use crate::amazon::AmazonConfig;
 use crate::bigcommerce::BigCommerceConfig;
+use crate::ebay::EbayConfig;
 use crate::limiter::RateLimit;
 use crate::push::ChannelKind;
 use crate::shopify::ShopifyConfig;
@@ -74,6 +76,7 @@ pub enum Connection {
     Ebay {
         base_url: String,
         token: SecretString,
+        config: EbayConfig,
     },
     Woocommerce {
         base_url: String,
@@ -314,6 +317,23 @@ impl Settings {
         }
     }
 
+    /// eBay's revision budget: the documented cap, another (an account's own), or `off`.
+    fn revisions_per_day(&mut self) -> Result<Option<u32>, ConfigError> {
+        let Some((var, value)) = self.take("REVISIONS_PER_DAY") else {
+            return Ok(Some(crate::ebay::REVISIONS_PER_DAY));
+        };
+        if value.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        match value.trim().parse::<u32>() {
+            Ok(n) if (25..=1_000_000).contains(&n) => Ok(Some(n)),
+            _ => Err(ConfigError::invalid(
+                var,
+                "must be a whole number of revisions from 25 to 1000000, or off",
+            )),
+        }
+    }
+
     fn rate(&mut self) -> Result<RateSetting, ConfigError> {
         let limit = self.take("RATE_LIMIT");
         let per_sec = self.parsed::<f64>("RATE_PER_SEC", "a positive number")?;
@@ -421,6 +441,9 @@ impl Settings {
             ChannelKind::Ebay => Connection::Ebay {
                 base_url: self.base_url()?,
                 token: self.secret("TOKEN")?,
+                config: EbayConfig {
+                    revisions_per_day: self.revisions_per_day()?,
+                },
             },
             ChannelKind::Woocommerce => {
                 let base_url = self.base_url()?;
@@ -762,6 +785,64 @@ mod tests {
         assert_eq!(err.name(), "ONHAND_CHANNEL__ETSY__KIND");
         let err = load("Shop", &[]).expect_err("uppercase name");
         assert!(err.to_string().contains("lowercase"), "{err}");
+    }
+
+    #[test]
+    fn ebays_revision_budget_is_the_documented_cap_another_or_off() {
+        let ebay = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = vec![
+                ("ONHAND_CHANNEL__EBAY__BASE_URL", "https://api.ebay.com"),
+                ("ONHAND_CHANNEL__EBAY__TOKEN", "Bearer x"),
+            ];
+            pairs.extend_from_slice(extra);
+            load("ebay", &pairs).map(|s| match s.connection {
+                Connection::Ebay { config, .. } => config.revisions_per_day,
+                other => panic!("not ebay: {other:?}"),
+            })
+        };
+        assert_eq!(ebay(&[]).expect("default"), Some(250));
+        assert_eq!(
+            ebay(&[("ONHAND_CHANNEL__EBAY__REVISIONS_PER_DAY", "1000")]).expect("raised"),
+            Some(1000)
+        );
+        assert_eq!(
+            ebay(&[("ONHAND_CHANNEL__EBAY__REVISIONS_PER_DAY", "OFF")]).expect("off"),
+            None
+        );
+        for bad in ["10", "ten", "-250", "2.5"] {
+            let err = ebay(&[("ONHAND_CHANNEL__EBAY__REVISIONS_PER_DAY", bad)]).expect_err(bad);
+            assert_eq!(
+                err.name(),
+                "ONHAND_CHANNEL__EBAY__REVISIONS_PER_DAY",
+                "{bad}: {err}"
+            );
+            assert!(
+                err.to_string().contains("from 25 to 1000000, or off"),
+                "{err}"
+            );
+        }
+        // Only eBay has one.
+        let err = load(
+            "shopify",
+            &[
+                (
+                    "ONHAND_CHANNEL__SHOPIFY__BASE_URL",
+                    "https://acme.myshopify.com",
+                ),
+                ("ONHAND_CHANNEL__SHOPIFY__TOKEN", "shpat_x"),
+                (
+                    "ONHAND_CHANNEL__SHOPIFY__LOCATION_ID",
+                    "gid://shopify/Location/7",
+                ),
+                ("ONHAND_CHANNEL__SHOPIFY__REVISIONS_PER_DAY", "250"),
+            ],
+        )
+        .expect_err("not a shopify setting");
+        assert_eq!(
+            err.name(),
+            "ONHAND_CHANNEL__SHOPIFY__REVISIONS_PER_DAY",
+            "{err}"
+        );
     }
 
     #[test]

@@ -20,6 +20,12 @@
 //!   hourly retry of one blocked listing costs nothing against a 2M calls/day quota while
 //!   not depending on which time zone eBay's "calendar day" uses; anything else (unknown
 //!   SKU, an offer not of this SKU, an invalid value) is permanent.
+//! - Revisions: the cap is kept clear of in the first place. Each SKU spends a
+//!   [`RevisionBudget`](crate::RevisionBudget) of [`REVISIONS_PER_DAY`] (the channel's
+//!   `REVISIONS_PER_DAY` setting; `off` for none): 30 revisions at once, then one every
+//!   7.6 minutes, and 10 more kept for a sell-out, so a listing is never blocked for the
+//!   rest of the day showing stock it no longer has. A push the budget cannot pay for is
+//!   not sent; it is transient, with the wait as its retry hint.
 //! - Read-back: `GET /inventory_item?limit=100&offset=` pages, following each page's
 //!   `next` href (its `offset` is the token): the spec's text calls `offset` a page number
 //!   while eBay's hrefs count records, and following `next` is right either way.
@@ -49,20 +55,37 @@ pub const MAX_BATCH: usize = 25;
 pub const READ_LIMIT: usize = 100;
 /// The Inventory API's default daily call quota.
 pub const CALLS_PER_DAY: f64 = 2_000_000.0;
+/// Revisions of one listing eBay allows per calendar day; the adapter keeps under it with a
+/// [`RevisionBudget`](crate::RevisionBudget) per SKU.
+pub const REVISIONS_PER_DAY: u32 = 250;
 /// The longest wait suggested for a listing blocked by the daily revision cap.
 const REVISION_RETRY: Duration = Duration::from_secs(3600);
 
-/// Nothing to configure for this call: the bearer token goes to the transport's `Auth`,
-/// and `bulk_update_price_quantity` needs no marketplace header.
-#[derive(Debug, Clone, Default)]
-pub struct EbayConfig {}
+/// The bearer token goes to the transport's `Auth`, and `bulk_update_price_quantity` needs
+/// no marketplace header; what is left is the revision budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EbayConfig {
+    /// The daily revision cap per listing the adapter keeps under (`None`: no budget, for
+    /// an account whose cap was lifted, or a test of something else).
+    pub revisions_per_day: Option<u32>,
+}
+
+impl Default for EbayConfig {
+    fn default() -> Self {
+        Self {
+            revisions_per_day: Some(REVISIONS_PER_DAY),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
-pub struct Ebay {}
+pub struct Ebay {
+    config: EbayConfig,
+}
 
 impl Ebay {
-    pub fn new(_config: EbayConfig) -> Self {
-        Self {}
+    pub fn new(config: EbayConfig) -> Self {
+        Self { config }
     }
 }
 
@@ -247,6 +270,11 @@ impl ChannelApi for Ebay {
             capacity: 100.0,
             refill_per_sec: CALLS_PER_DAY / 86_400.0,
         })
+    }
+
+    /// 250 revisions per listing per calendar day (CHANNELS.md §3), unless configured.
+    fn revisions_per_day(&self) -> Option<u32> {
+        self.config.revisions_per_day
     }
 
     fn resolve_request(&self, skus: &[Sku]) -> Option<Result<ApiRequest, MappingError>> {

@@ -2,8 +2,9 @@
 //! into the channel's batch size, resolves channel ids through a cache (an id the channel
 //! refuses is looked up again once), fans per-item results back to SKUs, retries a lost
 //! compare-and-set with a fresh value, re-sends the innocent items of a request refused as
-//! a whole (bisecting when no culprit is named), follows the API's rate reports, and pages
-//! the read-back.
+//! a whole (bisecting when no culprit is named), follows the API's rate reports, spends a
+//! revision budget per listing where the channel caps revisions (eBay), and pages the
+//! read-back.
 
 use std::collections::HashMap;
 
@@ -21,6 +22,7 @@ use crate::api::{
 };
 use crate::classify::{self, Class};
 use crate::push::{ChannelKind, Listed, Push, PushOutcome};
+use crate::revisions::RevisionBudget;
 use crate::transport::{Transport, TransportError};
 
 /// How many times a lost compare-and-set is retried with a fresh value before the push is
@@ -63,14 +65,20 @@ pub struct HttpChannel<A: ChannelApi> {
     api: A,
     transport: Transport,
     refs: Mutex<HashMap<Sku, ChannelRef>>,
+    /// Revisions each listing may still make, when the channel caps them.
+    revisions: Option<Mutex<RevisionBudget>>,
 }
 
 impl<A: ChannelApi> HttpChannel<A> {
     pub fn new(api: A, transport: Transport) -> Self {
+        let revisions = api
+            .revisions_per_day()
+            .map(|per_day| Mutex::new(RevisionBudget::new(per_day)));
         Self {
             api,
             transport,
             refs: Mutex::new(HashMap::new()),
+            revisions,
         }
     }
 
@@ -145,6 +153,29 @@ impl<A: ChannelApi> HttpChannel<A> {
     async fn push_batch(&self, pushes: &[Push]) -> Vec<PushOutcome> {
         let mut results: Vec<Option<PushOutcome>> = vec![None; pushes.len()];
         let mut pending: Vec<usize> = (0..pushes.len()).collect();
+        if let Some(budget) = &self.revisions {
+            let mut budget = budget
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = std::time::Instant::now();
+            pending.retain(|&i| {
+                let push = &pushes[i];
+                let Some(wait) = budget.check(&push.sku, push.quantity, now) else {
+                    return true;
+                };
+                counter!("onhand_channel_revision_waits_total", "channel" => self.api.kind().as_str()).increment(1);
+                results[i] = Some(PushOutcome::Transient {
+                    retry_after: Some(wait),
+                    reason: format!(
+                        "{} allows {} revisions of a listing a day; this one has spent its budget for now, next revision in {} s",
+                        self.api.kind(),
+                        budget.per_day(),
+                        wait.as_secs()
+                    ),
+                });
+                false
+            });
+        }
         for attempt in 0..=STALE_RETRIES {
             if pending.is_empty() {
                 break;
@@ -236,6 +267,17 @@ impl<A: ChannelApi> HttpChannel<A> {
                         ));
                         pending.push(i);
                     }
+                }
+            }
+        }
+        if let Some(budget) = &self.revisions {
+            let mut budget = budget
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = std::time::Instant::now();
+            for (push, result) in pushes.iter().zip(&results) {
+                if matches!(result, Some(PushOutcome::Applied)) {
+                    budget.spend(&push.sku, push.quantity, now);
                 }
             }
         }

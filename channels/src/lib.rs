@@ -9,6 +9,7 @@ pub mod config;
 pub mod http_channel;
 pub mod limiter;
 pub mod push;
+pub mod revisions;
 pub mod transport;
 
 #[cfg(test)]
@@ -31,4 +32,5 @@ pub use config::{ChannelSettings, Connection, RateSetting};
 pub use http_channel::{HttpChannel, ReadError};
 pub use limiter::{RateLimit, RateLimiter};
 pub use push::{ChannelKind, Listed, Push, PushOutcome};
+pub use revisions::RevisionBudget;
 pub use transport::{Auth, Transport, TransportError};

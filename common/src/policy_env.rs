@@ -48,6 +48,7 @@ pub const CONNECTION_SETTINGS: &[&str] = &[
     "SECRET_FILE",
     "PATH",
     "MAX_BATCH",
+    "REVISIONS_PER_DAY",
 ];
 
 /// Longest channel name, in characters.

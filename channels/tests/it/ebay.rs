@@ -21,7 +21,7 @@ use crate::support::{TestSandbox, push};
 const TOKEN: &str = "Bearer v^1.1#i^1#sandbox-token";
 
 fn ebay_with(sb: &TestSandbox, auth: Auth) -> HttpChannel<Ebay> {
-    let api = Ebay::new(EbayConfig {});
+    let api = Ebay::new(EbayConfig::default());
     let limiter = RateLimiter::new(api.default_rate_limit());
     let transport = Transport::new(
         ChannelKind::Ebay,
@@ -291,6 +291,66 @@ async fn ebay_revision_cap_waits_for_the_next_day() {
 }
 
 #[tokio::test]
+async fn ebay_a_hot_listing_spends_a_revision_budget_and_a_sell_out_still_goes_through() {
+    let sb = TestSandbox::start().await;
+    sb.seed(Channel::Ebay, &[("HOT-LISTING", 0), ("CALM-LISTING", 0)])
+        .await;
+    let ch = ebay(&sb);
+    let budget = onhand_channels::RevisionBudget::new(onhand_channels::ebay::REVISIONS_PER_DAY);
+    let free = budget.burst();
+    assert_eq!(free, 30);
+    // A listing changing with every sale: the first 30 revisions go out at once.
+    for n in 1..=i64::from(free) {
+        assert_eq!(
+            ch.push(&[push("HOT-LISTING", 100 - n, n)]).await,
+            vec![PushOutcome::Applied],
+            "revision {n}"
+        );
+    }
+
+    // The next one is held back, not sent, and says when it can go; the other SKU of the
+    // same push is not held back with it.
+    let before = sb.writes(Channel::Ebay).len();
+    let outcomes = ch
+        .push(&[push("HOT-LISTING", 60, 31), push("CALM-LISTING", 5, 1)])
+        .await;
+    match &outcomes[0] {
+        PushOutcome::Transient {
+            retry_after: Some(wait),
+            reason,
+        } => {
+            assert!(
+                wait.abs_diff(budget.every()) < Duration::from_secs(2),
+                "{wait:?} against one revision every {:?}",
+                budget.every()
+            );
+            assert!(
+                reason.contains("250 revisions of a listing a day"),
+                "{reason}"
+            );
+        }
+        other => panic!("a listing past its budget waits: {other:?}"),
+    }
+    assert_eq!(outcomes[1], PushOutcome::Applied);
+    let sent: Vec<String> = sb.writes(Channel::Ebay)[before..]
+        .iter()
+        .map(|w| w.sku.clone())
+        .collect();
+    assert_eq!(sent, vec!["CALM-LISTING"]);
+    assert_eq!(
+        sb.latest(Channel::Ebay, "HOT-LISTING"),
+        Some(100 - i64::from(free))
+    );
+
+    // Sold out: the reserve pays for it, so the listing stops selling at once.
+    assert_eq!(
+        ch.push(&[push("HOT-LISTING", 0, 32)]).await,
+        vec![PushOutcome::Applied]
+    );
+    assert_eq!(sb.latest(Channel::Ebay, "HOT-LISTING"), Some(0));
+}
+
+#[tokio::test]
 async fn ebay_a_refused_token_holds_the_push_until_it_is_fixed() {
     let sb = TestSandbox::start().await;
     sb.seed(Channel::Ebay, &[("AUTH-1", 0)]).await;
@@ -478,7 +538,7 @@ async fn ebay_emulator_and_adapter_follow_the_spec() {
     let ids = sb
         .seed(Channel::Ebay, &[("SPEC-1", 1), ("SPEC-2", 2)])
         .await;
-    let api = Ebay::new(EbayConfig {});
+    let api = Ebay::new(EbayConfig::default());
     let target = |sku: &str, offer: String, quantity: i64| Target {
         push: push(sku, quantity, 1),
         reference: Some(ChannelRef {

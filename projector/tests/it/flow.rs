@@ -155,3 +155,63 @@ async fn an_older_version_never_overwrites_a_newer_one() {
         (Some(6), Some(60))
     );
 }
+
+#[tokio::test]
+async fn a_hot_ebay_listing_waits_for_its_revision_budget_and_a_sell_out_goes_through() {
+    let h = Harness::start().await;
+    let (hot, calm) = ("rev-hot", "rev-calm");
+    h.seed(
+        Sandboxed::Ebay,
+        &[(hot.to_owned(), 0), (calm.to_owned(), 0)],
+    )
+    .await;
+    let running = h
+        .projector(&h.settings(Sandboxed::Ebay, &[]), fast_config())
+        .await;
+    // A SKU selling one unit at a time: each sale one revision of its listing. The first 30
+    // of eBay's 250 a day are spent at once (the adapter's burst).
+    for version in 1..=30 {
+        h.publish(&event(hot, version, 100 - version)).await;
+        eventually(
+            Duration::from_secs(10),
+            &format!("version {version} applied"),
+            || async { (h.latest(Sandboxed::Ebay, hot) == Some(100 - version)).then_some(()) },
+        )
+        .await;
+    }
+    // The 31st waits for the budget (7.6 minutes for one revision); another SKU published
+    // after it goes through, so by the time it shows, the 31st was decided.
+    h.publish(&event(hot, 31, 60)).await;
+    h.publish(&event(calm, 1, 5)).await;
+    eventually(Duration::from_secs(10), "the other sku applied", || async {
+        (h.latest(Sandboxed::Ebay, calm) == Some(5)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.latest(Sandboxed::Ebay, hot),
+        Some(70),
+        "the 31st revision waits"
+    );
+    // Sold out: pushed at once, from the reserve.
+    h.publish(&event(hot, 32, 0)).await;
+    eventually(Duration::from_secs(10), "the sell-out applied", || async {
+        (h.latest(Sandboxed::Ebay, hot) == Some(0)).then_some(())
+    })
+    .await;
+    running.stop().await;
+    let revisions: Vec<i64> = h
+        .writes(Sandboxed::Ebay)
+        .iter()
+        .filter(|w| w.sku == hot)
+        .map(|w| w.quantity)
+        .collect();
+    let expected: Vec<i64> = (1..=30).map(|v| 100 - v).chain([0]).collect();
+    assert_eq!(revisions, expected, "60 (version 31) was never sent");
+    assert!(
+        onhand_projector::dlq::list(&h.js, "ebay")
+            .await
+            .expect("list")
+            .is_empty(),
+        "a spent budget is transient: nothing is dead-lettered"
+    );
+}
