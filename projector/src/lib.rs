@@ -10,6 +10,7 @@ mod batch;
 mod commit;
 pub mod config;
 pub mod consumer;
+mod deferred;
 pub mod dlq;
 pub mod http;
 pub mod metrics;

@@ -32,6 +32,7 @@ use crate::batch::{Batch, Group, Poison, Received, ack};
 use crate::commit::Commits;
 use crate::config::ProjectorConfig;
 use crate::consumer;
+use crate::deferred::Deferred;
 use crate::dlq::{self, DeadLetter};
 use crate::metrics::{self, Outcome, Tally};
 
@@ -48,6 +49,8 @@ pub struct Projector {
     spare: Spare,
     /// Watermarks of pushed SKUs waiting to be written, and the messages they ack.
     commits: Commits,
+    /// The newest delivery of each SKU nakked for later (the older ones are acked).
+    deferred: Deferred,
 }
 
 impl Projector {
@@ -62,6 +65,7 @@ impl Projector {
             config.retry_base,
         );
         Self {
+            deferred: Deferred::new(client.clone()),
             client,
             js,
             applier,
@@ -116,6 +120,7 @@ impl Projector {
             .await?;
         // The consumer may be new (a rebuild by another process resets the watermarks).
         self.applier.watermarks.clear_cache();
+        self.deferred.clear();
         self.ready.store(true, Ordering::Relaxed);
         tracing::info!(channel = %self.applier.channel_name, consumer = %consumer::name(&self.applier.channel_name), "projector attached");
         // The next batch is received and decoded while this one is pushed.
@@ -237,6 +242,7 @@ impl Projector {
             tracing::info!(channel = %channel, "the consumer was recreated; dropping held watermarks and the cache");
             self.commits.abandon().await;
             self.applier.watermarks.clear_cache();
+            self.deferred.clear();
         }
         for poison in poison {
             self.poison(poison).await;
@@ -415,6 +421,38 @@ impl Projector {
                             (Some(later), later)
                         }
                     }
+                }
+            };
+            // One put-off delivery per SKU: the older one is acked when a newer one is put
+            // off (or this one is, when a newer one already is), and the SKU's put-off one
+            // when a value at least as new reaches the channel.
+            let fate = match &outcome {
+                SkuOutcome::Transient { .. } => {
+                    let version = d.event.stock.version;
+                    if self
+                        .deferred
+                        .put_off(sku, version, d.sequence, &d.reply)
+                        .await
+                    {
+                        fate
+                    } else {
+                        Some(AckKind::Ack)
+                    }
+                }
+                SkuOutcome::Applied { .. } | SkuOutcome::Unchanged { .. } => {
+                    let covered = Some(event.stock.version);
+                    self.deferred.settled(sku, d.sequence, covered).await;
+                    fate
+                }
+                SkuOutcome::Stale { watermark } => {
+                    self.deferred
+                        .settled(sku, d.sequence, Some(*watermark))
+                        .await;
+                    fate
+                }
+                SkuOutcome::Permanent { .. } => {
+                    self.deferred.settled(sku, d.sequence, None).await;
+                    fate
                 }
             };
             // Superseded first: the newest (held or settled here) covers them.

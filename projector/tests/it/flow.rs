@@ -192,10 +192,41 @@ async fn a_hot_ebay_listing_waits_for_its_revision_budget_and_a_sell_out_goes_th
         Some(70),
         "the 31st revision waits"
     );
-    // Sold out: pushed at once, from the reserve.
-    h.publish(&event(hot, 32, 0)).await;
+    // More sales while it waits: each is put off in its turn, and the server keeps only the
+    // newest of them unacked (not one per sale, which would fill max_ack_pending).
+    for version in 32..=40 {
+        h.publish(&event(hot, version, 100 - version)).await;
+    }
+    h.publish(&event(calm, 2, 4)).await;
+    eventually(Duration::from_secs(10), "the marker applied", || async {
+        (h.latest(Sandboxed::Ebay, calm) == Some(4)).then_some(())
+    })
+    .await;
+    let unacked = || async {
+        let stream =
+            h.js.get_stream(onhand_streams::names::INVENTORY_STREAM)
+                .await
+                .expect("stream");
+        stream
+            .consumer_info(onhand_projector::consumer::name("ebay"))
+            .await
+            .expect("consumer info")
+            .num_ack_pending
+    };
+    eventually(
+        Duration::from_secs(10),
+        "one put-off delivery left unacked",
+        || async { (unacked().await == 1).then_some(()) },
+    )
+    .await;
+    // Sold out: pushed at once, from the reserve; it covers the put-off one, acked too.
+    h.publish(&event(hot, 41, 0)).await;
     eventually(Duration::from_secs(10), "the sell-out applied", || async {
         (h.latest(Sandboxed::Ebay, hot) == Some(0)).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "nothing left unacked", || async {
+        (unacked().await == 0).then_some(())
     })
     .await;
     running.stop().await;
@@ -206,7 +237,7 @@ async fn a_hot_ebay_listing_waits_for_its_revision_budget_and_a_sell_out_goes_th
         .map(|w| w.quantity)
         .collect();
     let expected: Vec<i64> = (1..=30).map(|v| 100 - v).chain([0]).collect();
-    assert_eq!(revisions, expected, "60 (version 31) was never sent");
+    assert_eq!(revisions, expected, "versions 31 to 40 were never sent");
     assert!(
         onhand_projector::dlq::list(&h.js, "ebay")
             .await
