@@ -9,9 +9,9 @@
 //! - the main one: a listing starts with [`RevisionBudget::burst`] revisions in hand and
 //!   earns one back every [`RevisionBudget::every`] (a cap of 250 gives a burst of 30 and
 //!   one every 7.6 minutes);
-//! - the sell-out reserve: [`RevisionBudget::reserve`] more (10), earned back ten times
-//!   slower, spent only by a push to 0 when the main bucket is empty, so a listing that
-//!   sells out is told at once even when it has been revised often.
+//! - the sell-out reserve: [`RevisionBudget::reserve`] more (10), earned back at 10 a day,
+//!   spent only by a push to 0 when the main bucket is empty, so a listing that sells out
+//!   is told at once even when it has been revised often.
 //!
 //! No 24-hour window — whichever time zone eBay's "calendar day" uses — holds more than
 //! both bursts and a day of both refills: 30 + 190 + 10 + 10 = 240 for a cap of 250, the
