@@ -79,10 +79,12 @@ pub async fn ensure(
 }
 
 /// Every `interval`: pending (not yet delivered + delivered, not acked) and lag (the age
-/// of the oldest event not yet acked; 0 when caught up).
+/// of the oldest event not yet acked, or older for a SKU whose delivery is put off: see
+/// [`crate::deferred`]; 0 when caught up).
 pub async fn watch_lag(
     js: Context,
     channel: String,
+    deferred: crate::deferred::Oldest,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -95,8 +97,13 @@ pub async fn watch_lag(
         }
         match sample(&js, &channel).await {
             Ok((pending, lag)) => {
+                // A put-off delivery stands for older events of its SKU, acked as it
+                // superseded them: the channel has been behind since the oldest of those.
+                let put_off = crate::deferred::read_oldest(&deferred).map_or(0.0, |since| {
+                    (OffsetDateTime::now_utc() - since).as_seconds_f64()
+                });
                 metrics::pending(&channel, pending);
-                metrics::lag(&channel, lag);
+                metrics::lag(&channel, lag.max(put_off));
             }
             Err(err) => tracing::debug!(error = %err, "lag not sampled"),
         }

@@ -10,11 +10,19 @@
 //! back and carries the SKU's newest value), and when the SKU is applied, the put-off one it
 //! covers is acked too. A crash loses nothing: what is acked here is covered by a delivery
 //! that is not.
+//!
+//! The lag gauge is the age of the oldest unacked message, and acking the older put-off
+//! deliveries would hide how long the channel has really been behind (a channel down for a
+//! minute, with sales coming in, would show the age of the last sale). So each entry keeps
+//! when the oldest event it stands for happened, and [`Deferred::oldest`] feeds the lag.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_nats::jetstream::AckKind;
 use async_nats::{Client, Subject};
 use foldhash::{HashMap, HashMapExt};
 use onhand_common::Sku;
+use time::OffsetDateTime;
 
 use crate::batch::ack;
 
@@ -25,6 +33,15 @@ struct Entry {
     /// The stream sequence: the same message comes back with a new reply subject.
     sequence: u64,
     reply: Option<Subject>,
+    /// When the oldest event this delivery stands for happened (it and those it superseded).
+    since: OffsetDateTime,
+}
+
+/// When the oldest event a put-off delivery stands for happened, for the lag gauge.
+pub(crate) type Oldest = Arc<Mutex<Option<OffsetDateTime>>>;
+
+pub(crate) fn read_oldest(oldest: &Oldest) -> Option<OffsetDateTime> {
+    *oldest.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The newest put-off delivery of each SKU that has one.
@@ -32,6 +49,8 @@ struct Entry {
 pub(crate) struct Deferred {
     client: Client,
     by_sku: HashMap<Sku, Entry>,
+    /// [`Deferred::oldest`], shared with the lag sampler once [`Deferred::publish`] runs.
+    oldest: Oldest,
 }
 
 impl Deferred {
@@ -39,24 +58,39 @@ impl Deferred {
         Self {
             client,
             by_sku: HashMap::new(),
+            oldest: Oldest::default(),
         }
     }
 
-    /// The delivery (`version`, `sequence`, `reply`) of `sku` is to be put off. Returns
-    /// whether to nak it with the delay (`true`), or to ack it (`false`): a newer delivery
-    /// of the SKU is put off already and covers it. A put-off delivery it supersedes is
-    /// acked.
+    /// Where the oldest put-off event's time is published (see [`Deferred::publish`]).
+    pub fn oldest_handle(&self) -> Oldest {
+        self.oldest.clone()
+    }
+
+    /// Publish when the oldest event a put-off delivery stands for happened (none: nothing
+    /// put off), for the lag sampler. One pass over the entries: run once per batch.
+    pub fn publish(&self) {
+        let oldest = self.by_sku.values().map(|e| e.since).min();
+        *self.oldest.lock().unwrap_or_else(PoisonError::into_inner) = oldest;
+    }
+
+    /// The delivery (`version`, `sequence`, `reply`, of an event that happened at
+    /// `occurred_at`) of `sku` is to be put off. Returns whether to nak it with the delay
+    /// (`true`), or to ack it (`false`): a newer delivery of the SKU is put off already and
+    /// covers it. A put-off delivery it supersedes is acked.
     pub async fn put_off(
         &mut self,
         sku: &Sku,
         version: i64,
         sequence: u64,
         reply: &Option<Subject>,
+        occurred_at: OffsetDateTime,
     ) -> bool {
-        let entry = Entry {
+        let mut entry = Entry {
             version,
             sequence,
             reply: reply.clone(),
+            since: occurred_at,
         };
         match self.by_sku.get_mut(sku) {
             None => {
@@ -65,16 +99,21 @@ impl Deferred {
             }
             // The same message again (redelivered): keep its new reply subject.
             Some(held) if held.sequence == sequence => {
+                entry.since = entry.since.min(held.since);
                 *held = entry;
                 true
             }
             Some(held) if (held.version, held.sequence) < (version, sequence) => {
+                entry.since = entry.since.min(held.since);
                 let older = std::mem::replace(held, entry);
                 ack(&self.client, &older.reply, AckKind::Ack).await;
                 true
             }
             // Older than the one put off: that one carries the SKU further.
-            Some(_) => false,
+            Some(held) => {
+                held.since = held.since.min(occurred_at);
+                false
+            }
         }
     }
 
@@ -100,5 +139,6 @@ impl Deferred {
     /// to be reattached): at worst, some put-off deliveries stay until they come back.
     pub fn clear(&mut self) {
         self.by_sku.clear();
+        self.publish();
     }
 }

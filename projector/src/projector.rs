@@ -88,6 +88,7 @@ impl Projector {
         let lag = tokio::spawn(consumer::watch_lag(
             self.js.clone(),
             self.applier.channel_name.clone(),
+            self.deferred.oldest_handle(),
             self.config.lag_interval,
             shutdown.clone(),
         ));
@@ -428,10 +429,10 @@ impl Projector {
             // when a value at least as new reaches the channel.
             let fate = match &outcome {
                 SkuOutcome::Transient { .. } => {
-                    let version = d.event.stock.version;
+                    let (version, at) = (d.event.stock.version, d.event.occurred_at);
                     if self
                         .deferred
-                        .put_off(sku, version, d.sequence, &d.reply)
+                        .put_off(sku, version, d.sequence, &d.reply, at)
                         .await
                     {
                         fate
@@ -471,6 +472,7 @@ impl Projector {
             }
         }
         tally.record(&channel);
+        self.deferred.publish();
         applied
     }
 }

@@ -158,6 +158,7 @@ async fn an_older_version_never_overwrites_a_newer_one() {
 
 #[tokio::test]
 async fn a_hot_ebay_listing_waits_for_its_revision_budget_and_a_sell_out_goes_through() {
+    onhand_projector::metrics::install();
     let h = Harness::start().await;
     let (hot, calm) = ("rev-hot", "rev-calm");
     h.seed(
@@ -181,7 +182,10 @@ async fn a_hot_ebay_listing_waits_for_its_revision_budget_and_a_sell_out_goes_th
     }
     // The 31st waits for the budget (7.6 minutes for one revision); another SKU published
     // after it goes through, so by the time it shows, the 31st was decided.
-    h.publish(&event(hot, 31, 60)).await;
+    // (It happened two minutes ago: the lag must show that much while it waits.)
+    let mut waiting = event(hot, 31, 60);
+    waiting.occurred_at -= Duration::from_secs(120);
+    h.publish(&waiting).await;
     h.publish(&event(calm, 1, 5)).await;
     eventually(Duration::from_secs(10), "the other sku applied", || async {
         (h.latest(Sandboxed::Ebay, calm) == Some(5)).then_some(())
@@ -219,6 +223,19 @@ async fn a_hot_ebay_listing_waits_for_its_revision_budget_and_a_sell_out_goes_th
         || async { (unacked().await == 1).then_some(()) },
     )
     .await;
+    // The unacked one is seconds old, but the channel has been behind since version 31.
+    let lag = || {
+        let text = onhand_common::prometheus::render();
+        text.lines()
+            .find_map(|l| l.strip_prefix(r#"onhand_projector_event_lag_seconds{channel="ebay"} "#))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the lag counts from version 31",
+        || async { lag().filter(|l| *l >= 120.0).map(drop) },
+    )
+    .await;
     // Sold out: pushed at once, from the reserve; it covers the put-off one, acked too.
     h.publish(&event(hot, 41, 0)).await;
     eventually(Duration::from_secs(10), "the sell-out applied", || async {
@@ -227,6 +244,10 @@ async fn a_hot_ebay_listing_waits_for_its_revision_budget_and_a_sell_out_goes_th
     .await;
     eventually(Duration::from_secs(10), "nothing left unacked", || async {
         (unacked().await == 0).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "no lag once applied", || async {
+        (lag() == Some(0.0)).then_some(())
     })
     .await;
     running.stop().await;
