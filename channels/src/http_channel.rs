@@ -154,7 +154,7 @@ impl<A: ChannelApi> HttpChannel<A> {
         let mut results: Vec<Option<PushOutcome>> = vec![None; pushes.len()];
         let mut pending: Vec<usize> = (0..pushes.len()).collect();
         if let Some(budget) = &self.revisions {
-            let mut budget = budget
+            let budget = budget
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let now = std::time::Instant::now();

@@ -92,7 +92,7 @@ impl RevisionBudget {
 
     /// Whether the SKU's listing may be set to `quantity` now: `None`, or how long until it
     /// may.
-    pub fn check(&mut self, sku: &Sku, quantity: i64, now: Instant) -> Option<Duration> {
+    pub fn check(&self, sku: &Sku, quantity: i64, now: Instant) -> Option<Duration> {
         let b = self.buckets(sku, now);
         if b.main >= 1.0 || (quantity <= 0 && b.reserve >= 1.0) {
             return None;

@@ -79,8 +79,8 @@ pub async fn ensure(
 }
 
 /// Every `interval`: pending (not yet delivered + delivered, not acked) and lag (the age
-/// of the oldest event not yet acked, or older for a SKU whose delivery is put off: see
-/// [`crate::deferred`]; 0 when caught up).
+/// of the oldest event not yet acked, or older for a SKU whose delivery is put off, from
+/// `deferred`; 0 when caught up).
 pub async fn watch_lag(
     js: Context,
     channel: String,

@@ -49,7 +49,8 @@ pub(crate) fn read_oldest(oldest: &Oldest) -> Option<OffsetDateTime> {
 pub(crate) struct Deferred {
     client: Client,
     by_sku: HashMap<Sku, Entry>,
-    /// [`Deferred::oldest`], shared with the lag sampler once [`Deferred::publish`] runs.
+    /// When the oldest event of any entry happened, as of the last [`Deferred::publish`]:
+    /// shared with the lag sampler.
     oldest: Oldest,
 }
 

@@ -427,34 +427,24 @@ impl Projector {
             // One put-off delivery per SKU: the older one is acked when a newer one is put
             // off (or this one is, when a newer one already is), and the SKU's put-off one
             // when a value at least as new reaches the channel.
-            let fate = match &outcome {
-                SkuOutcome::Transient { .. } => {
-                    let (version, at) = (d.event.stock.version, d.event.occurred_at);
-                    if self
-                        .deferred
-                        .put_off(sku, version, d.sequence, &d.reply, at)
-                        .await
-                    {
-                        fate
-                    } else {
-                        Some(AckKind::Ack)
+            let fate = if let SkuOutcome::Transient { .. } = &outcome {
+                let (version, at) = (d.event.stock.version, d.event.occurred_at);
+                let put_off = self
+                    .deferred
+                    .put_off(sku, version, d.sequence, &d.reply, at)
+                    .await;
+                if put_off { fate } else { Some(AckKind::Ack) }
+            } else {
+                // The version the channel now has for the SKU, if this outcome says.
+                let covered = match &outcome {
+                    SkuOutcome::Applied { .. } | SkuOutcome::Unchanged { .. } => {
+                        Some(event.stock.version)
                     }
-                }
-                SkuOutcome::Applied { .. } | SkuOutcome::Unchanged { .. } => {
-                    let covered = Some(event.stock.version);
-                    self.deferred.settled(sku, d.sequence, covered).await;
-                    fate
-                }
-                SkuOutcome::Stale { watermark } => {
-                    self.deferred
-                        .settled(sku, d.sequence, Some(*watermark))
-                        .await;
-                    fate
-                }
-                SkuOutcome::Permanent { .. } => {
-                    self.deferred.settled(sku, d.sequence, None).await;
-                    fate
-                }
+                    SkuOutcome::Stale { watermark } => Some(*watermark),
+                    _ => None,
+                };
+                self.deferred.settled(sku, d.sequence, covered).await;
+                fate
             };
             // Superseded first: the newest (held or settled here) covers them.
             for reply in &group.superseded {
