@@ -711,25 +711,31 @@ impl Receiver {
             let mut fatal = None;
             // The batch ends `linger` after its first message, or later, as soon as the
             // processing side is free: while it pushes the previous batch, this one grows.
-            let deadline = Instant::now() + self.linger;
-            let mut lingered = false;
-            while self.batch.size < self.max_batch {
-                tokio::select! {
-                    next = self.messages.next() => match next {
-                        Some(Ok(m)) => self.batch.add(m),
-                        Some(Err(err)) if is_fatal(err.kind()) => {
-                            fatal = Some(err.into());
-                            break;
+            // One timer and one idle wait per batch, not one of each per message (dropped
+            // before the wait below: a waiter left registered would take its wake-up).
+            {
+                let linger = tokio::time::sleep(self.linger);
+                let became_idle = self.idle.became_idle();
+                tokio::pin!(linger, became_idle);
+                let mut lingered = false;
+                while self.batch.size < self.max_batch {
+                    tokio::select! {
+                        next = self.messages.next() => match next {
+                            Some(Ok(m)) => self.batch.add(m),
+                            Some(Err(err)) if is_fatal(err.kind()) => {
+                                fatal = Some(err.into());
+                                break;
+                            }
+                            Some(Err(_)) | None => break,
+                        },
+                        () = &mut linger, if !lingered => {
+                            lingered = true;
+                            if self.idle.is_idle() {
+                                break;
+                            }
                         }
-                        Some(Err(_)) | None => break,
-                    },
-                    () = sleep_until(Some(deadline)), if !lingered => {
-                        lingered = true;
-                        if self.idle.is_idle() {
-                            break;
-                        }
+                        () = &mut became_idle, if lingered => break,
                     }
-                    () = self.idle.became_idle(), if lingered => break,
                 }
             }
             // A batch full before the processing side is free waits for it too: two

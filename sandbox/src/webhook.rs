@@ -20,6 +20,7 @@
 //! go through [`gate::admit`]: 429 with `Retry-After` (whole seconds), 503, or a hang.
 //! Errors are `{"error":{"code","message"}}`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -138,14 +139,17 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     None
 }
 
+/// Borrowed from the request body where it holds no escapes.
 #[derive(Debug, Deserialize)]
-struct WriteBody {
-    items: Vec<WriteItem>,
+struct WriteBody<'a> {
+    #[serde(borrow)]
+    items: Vec<WriteItem<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct WriteItem {
-    sku: String,
+struct WriteItem<'a> {
+    #[serde(borrow)]
+    sku: Cow<'a, str>,
     quantity: i64,
     version: i64,
     event_id: uuid::Uuid,
