@@ -1,7 +1,9 @@
 //! Watermark commits: the watermarks of what the channel confirmed are written to the bucket
 //! together, at most every `commit_interval` while a backlog is worked through, and each
 //! pushed message is acked once its watermark (or a newer one) is written: channel first,
-//! watermark second, ack last, for every message.
+//! watermark second, ack last, for every message. At the end of a backlog (the batch
+//! received last left nothing pending), the held watermarks that batch does not supersede
+//! are written while it is pushed, so only its own SKUs are left for after the push.
 //!
 //! While a SKU waits, only its newest pushed delivery is held unacked. It is acked as soon
 //! as a newer delivery of its SKU is received, before that one is pushed: the newer one
@@ -131,12 +133,37 @@ impl Commits {
         }
         self.since = None;
         let held = std::mem::take(&mut self.held);
-        let writer = self.writer.clone();
-        let client = self.client.clone();
-        let channel = self.channel.clone();
-        let retry = self.retry;
-        self.in_flight = Some(tokio::spawn(write(writer, client, channel, retry, held)));
+        self.in_flight = Some(self.spawn_write(held));
         failed
+    }
+
+    /// Start writing the held watermarks whose delivery is still held (after the previous
+    /// commit is done); those released for a newer delivery stay held, to be written with
+    /// the next commit. Returns the SKUs the previous commit could not write.
+    pub async fn commit_unreleased(&mut self) -> Vec<Sku> {
+        let failed = self.finish_in_flight().await;
+        let (unreleased, released): (HashMap<Sku, Held>, HashMap<Sku, Held>) =
+            std::mem::take(&mut self.held)
+                .into_iter()
+                .partition(|(_, held)| held.reply.is_some());
+        self.held = released;
+        if self.held.is_empty() {
+            self.since = None;
+        }
+        if !unreleased.is_empty() {
+            self.in_flight = Some(self.spawn_write(unreleased));
+        }
+        failed
+    }
+
+    fn spawn_write(&self, held: HashMap<Sku, Held>) -> JoinHandle<Vec<Sku>> {
+        tokio::spawn(write(
+            self.writer.clone(),
+            self.client.clone(),
+            self.channel.clone(),
+            self.retry,
+            held,
+        ))
     }
 
     /// Commit everything held and wait for it: the SKUs that could not be written.

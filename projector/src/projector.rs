@@ -254,6 +254,13 @@ impl Projector {
             for group in &groups {
                 self.commits.release(&group.top.event.sku).await;
             }
+            // The end of a backlog: the stream has nothing more for this consumer, so the
+            // held watermarks this batch does not supersede are final. Writing them now,
+            // while this batch is pushed, leaves only this batch's SKUs for after it.
+            if caught_up && may_commit {
+                let failed = self.commits.commit_unreleased().await;
+                self.applier.watermarks.forget(&failed);
+            }
         }
         let applied = if groups.is_empty() {
             0

@@ -10,6 +10,7 @@ use onhand_projector::ProjectorConfig;
 use onhand_projector::ops::{self, RebuildFrom};
 use onhand_projector::watermark::Watermark;
 use onhand_sandbox::Channel as Sandboxed;
+use onhand_sandbox::state::{Faults, Knobs};
 use onhand_streams::names::{INVENTORY_STREAM, WATERMARKS_BUCKET};
 use onhand_testkit::eventually;
 
@@ -130,6 +131,90 @@ async fn a_backlog_writes_each_skus_watermark_once_and_acks_every_message() {
         let mark = watermark(&h, sku).await.expect("a watermark");
         assert_eq!((mark.version, mark.qty), (VERSIONS, 10 * VERSIONS), "{sku}");
     }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_end_of_a_backlog_writes_the_watermarks_its_last_batch_does_not_touch_before_pushing_it()
+ {
+    let h = Harness::start().await;
+    let items = skus("tail", 20);
+    h.seed_at_zero(Sandboxed::Webhook, &items).await;
+    // A backlog of two batches: every SKU at version 1 (a full batch, with one message
+    // still pending after it, so nothing is committed), then the first SKU at version 2
+    // alone, the last message in the stream.
+    for sku in &items {
+        h.publish(&event(sku, 1, 10)).await;
+    }
+    h.publish(&event(&items[0], 2, 20)).await;
+    let settings = h.settings(Sandboxed::Webhook, &[("TIMEOUT_MS", "3000")]);
+    let config = ProjectorConfig {
+        max_batch: items.len(),
+        // Long enough that the first batch fills up whatever the machine's pace, and the
+        // second is handed over well after the first was pushed.
+        linger: Duration::from_secs(2),
+        ..slow_commits()
+    };
+    let before = watermark_writes(&h).await;
+    let running = from_the_start(&h, &settings, config).await;
+    eventually(
+        Duration::from_secs(10),
+        "the first batch reaches the channel",
+        || async {
+            items
+                .iter()
+                .all(|s| h.latest(Sandboxed::Webhook, s) == Some(10))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        watermark_writes(&h).await,
+        before,
+        "nothing is committed while messages are pending"
+    );
+    // The channel now hangs every call, so the second batch's push cannot finish.
+    h.sandbox.channel(Sandboxed::Webhook).set_knobs(Knobs {
+        faults: Faults {
+            timeout: 1.0,
+            timeout_ms: 60_000,
+            ..Faults::default()
+        },
+        ..Knobs::default()
+    });
+    // The other SKUs' watermarks are written (and their deliveries acked) while the first
+    // SKU's push hangs: only its newer delivery stays unacked.
+    eventually(
+        Duration::from_secs(10),
+        "the untouched SKUs' watermarks are written during the last push",
+        || async {
+            let others_written = watermark_writes(&h).await - before == items.len() as u64 - 1;
+            (others_written && consumer_state(&h).await == (0, 1)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(h.latest(Sandboxed::Webhook, &items[0]), Some(10));
+    assert_eq!(watermark(&h, &items[0]).await, None, "{}", items[0]);
+    for sku in &items[1..] {
+        let mark = watermark(&h, sku).await.expect("a watermark");
+        assert_eq!((mark.version, mark.qty), (1, 10), "{sku}");
+    }
+    // Once the channel answers again, the first SKU's newest value and watermark follow.
+    h.sandbox
+        .channel(Sandboxed::Webhook)
+        .set_knobs(Knobs::default());
+    eventually(
+        Duration::from_secs(30),
+        "the first SKU reaches version 2 and everything is acked",
+        || async {
+            let mark = watermark(&h, &items[0]).await?;
+            (mark.version == 2
+                && h.latest(Sandboxed::Webhook, &items[0]) == Some(20)
+                && consumer_state(&h).await == (0, 0))
+                .then_some(())
+        },
+    )
+    .await;
     running.stop().await;
 }
 
