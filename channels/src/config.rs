@@ -17,7 +17,7 @@
 //! | `STORE_HASH` | bigcommerce | required |
 //! | `CONSUMER_KEY`, `CONSUMER_SECRET` / `CONSUMER_SECRET_FILE` | woocommerce | required |
 //! | `SECRET` / `SECRET_FILE`, `PATH` | webhook | required, `/` |
-//! | `MAX_BATCH` | woocommerce (≤ 100), webhook | 100 |
+//! | `MAX_BATCH` | woocommerce (≤ 100), webhook (≤ 10000) | woocommerce 100, webhook 500 |
 //! | `REVISIONS_PER_DAY` | ebay | 250 (the documented cap per listing; `off`: no budget) |
 //!
 //! Policy settings (`ALLOCATION_PCT`, `BUFFER`, `MAX_LISTED`, `ZERO_BELOW`, `WAREHOUSES`)
