@@ -25,7 +25,7 @@
 //!   `REVISIONS_PER_DAY` setting; `off` for none): 30 revisions at once, then one every
 //!   7.6 minutes, and 10 more kept for a sell-out, so a listing is never blocked for the
 //!   rest of the day showing stock it no longer has. A push the budget cannot pay for is
-//!   not sent; it is transient, with the wait as its retry hint.
+//!   not sent; it comes back deferred (`PushOutcome::Deferred`), with the wait.
 //! - Read-back: `GET /inventory_item?limit=100&offset=` pages, following each page's
 //!   `next` href (its `offset` is the token): the spec's text calls `offset` a page number
 //!   while eBay's hrefs count records, and following `next` is right either way.

@@ -164,8 +164,8 @@ impl<A: ChannelApi> HttpChannel<A> {
                     return true;
                 };
                 counter!("onhand_channel_revision_waits_total", "channel" => self.api.kind().as_str()).increment(1);
-                results[i] = Some(PushOutcome::Transient {
-                    retry_after: Some(wait),
+                results[i] = Some(PushOutcome::Deferred {
+                    wait,
                     reason: format!(
                         "{} allows {} revisions of a listing a day; this one has spent its budget for now, next revision in {} s",
                         self.api.kind(),

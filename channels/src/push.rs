@@ -88,6 +88,10 @@ pub enum PushOutcome {
     },
     /// The channel refused this SKU for good (unknown SKU, rejected value): dead-letter it.
     Permanent { code: String, message: String },
+    /// Not sent: the channel caps how often a listing may change (eBay's revisions a day)
+    /// and this one has spent its budget for now. Push its newest value after `wait`.
+    /// Nothing failed; the channel was not called for it.
+    Deferred { wait: Duration, reason: String },
 }
 
 impl PushOutcome {

@@ -29,6 +29,12 @@ pub enum SkuOutcome {
     },
     /// The channel refused it for good.
     Permanent { code: String, message: String },
+    /// Not sent: the listing's change budget is spent for now (see
+    /// [`PushOutcome::Deferred`]); the message stays in the stream.
+    Deferred {
+        wait: std::time::Duration,
+        reason: String,
+    },
 }
 
 /// One channel's side of projection.
@@ -238,6 +244,7 @@ impl Applier {
                     PushOutcome::Permanent { code, message } => {
                         SkuOutcome::Permanent { code, message }
                     }
+                    PushOutcome::Deferred { wait, reason } => SkuOutcome::Deferred { wait, reason },
                 });
             }
         }

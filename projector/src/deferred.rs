@@ -1,4 +1,5 @@
-//! Deliveries put off for later (nakked with a delay after a transient failure), one per SKU.
+//! Deliveries put off for later (nakked with a delay after a transient failure, or deferred
+//! by the channel's revision budget), one per SKU.
 //!
 //! A SKU the channel will not take for a while (a listing waiting for its revision budget,
 //! a listing eBay blocked for the day, an item the channel keeps failing) gets a new event

@@ -18,6 +18,9 @@ pub enum Outcome {
     Stale,
     /// Transient failure: redelivered later.
     Retried,
+    /// Not sent yet: the listing's change budget is spent (eBay); redelivered when it
+    /// allows.
+    Deferred,
     /// Refused by the channel for good: dead-lettered.
     DeadLettered,
     /// Undecodable or not a v1 event: dead-lettered.
@@ -25,6 +28,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order (its index in a [`Tally`]).
+    pub const ALL: [Outcome; 8] = [
+        Self::Applied,
+        Self::Unchanged,
+        Self::Coalesced,
+        Self::Stale,
+        Self::Retried,
+        Self::Deferred,
+        Self::DeadLettered,
+        Self::Poison,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Applied => "applied",
@@ -32,6 +47,7 @@ impl Outcome {
             Self::Coalesced => "coalesced",
             Self::Stale => "stale",
             Self::Retried => "retried",
+            Self::Deferred => "deferred",
             Self::DeadLettered => "dead_lettered",
             Self::Poison => "poison",
         }
@@ -69,7 +85,7 @@ pub fn batch(channel: &str, messages: usize, pushed: usize) {
 /// metric lookup per SKU would cost more than the rest of the batch's bookkeeping.
 #[derive(Debug, Default)]
 pub struct Tally {
-    counts: [u64; 7],
+    counts: [u64; Outcome::ALL.len()],
     latencies: Vec<f64>,
 }
 
@@ -83,16 +99,7 @@ impl Tally {
     }
 
     pub fn record(self, channel: &str) {
-        const ALL: [Outcome; 7] = [
-            Outcome::Applied,
-            Outcome::Unchanged,
-            Outcome::Coalesced,
-            Outcome::Stale,
-            Outcome::Retried,
-            Outcome::DeadLettered,
-            Outcome::Poison,
-        ];
-        for outcome in ALL {
+        for outcome in Outcome::ALL {
             events(channel, outcome, self.counts[outcome as usize]);
         }
         if !self.latencies.is_empty() {
@@ -102,5 +109,21 @@ impl Tally {
                 h.record(s);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+
+    #[test]
+    fn every_outcome_is_listed_once_at_its_own_index() {
+        for (i, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i, "{}", outcome.as_str());
+        }
+        let mut names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Outcome::ALL.len());
     }
 }

@@ -269,6 +269,10 @@ pub async fn replay_dlq(
                 sku: sku.as_str().to_owned(),
                 reason: format!("transient: {reason}"),
             }),
+            SkuOutcome::Deferred { reason, .. } => report.still_failing.push(StillFailing {
+                sku: sku.as_str().to_owned(),
+                reason: format!("deferred: {reason}"),
+            }),
             SkuOutcome::Permanent { code, message } => report.still_failing.push(StillFailing {
                 sku: sku.as_str().to_owned(),
                 reason: format!("{code}: {message}"),

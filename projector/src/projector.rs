@@ -407,6 +407,13 @@ impl Projector {
                     tracing::info!(parent: span, sku = %sku, version = event.stock.version, delivered = d.delivered, ?delay, %reason, "transient failure; redelivering later");
                     (Some(AckKind::Nak(Some(delay))), AckKind::Ack)
                 }
+                SkuOutcome::Deferred { wait, reason } => {
+                    let delay = self.config.retry_delay(d.delivered, Some(*wait));
+                    tally.add(Outcome::Deferred, 1);
+                    tally.add(Outcome::Coalesced, others);
+                    tracing::debug!(parent: span, sku = %sku, version = event.stock.version, ?delay, %reason, "not sent yet; redelivering when the channel allows");
+                    (Some(AckKind::Nak(Some(delay))), AckKind::Ack)
+                }
                 SkuOutcome::Permanent { code, message } => {
                     let letter = DeadLetter {
                         channel: &channel,
@@ -434,7 +441,8 @@ impl Projector {
             // One put-off delivery per SKU: the older one is acked when a newer one is put
             // off (or this one is, when a newer one already is), and the SKU's put-off one
             // when a value at least as new reaches the channel.
-            let fate = if let SkuOutcome::Transient { .. } = &outcome {
+            let fate = if let SkuOutcome::Transient { .. } | SkuOutcome::Deferred { .. } = &outcome
+            {
                 let (version, at) = (d.event.stock.version, d.event.occurred_at);
                 let put_off = self
                     .deferred

@@ -185,6 +185,9 @@ impl Repairer<'_> {
                 PushOutcome::Transient { reason, .. } => {
                     records.push(failed(t, format!("transient: {reason}")));
                 }
+                PushOutcome::Deferred { reason, .. } => {
+                    records.push(failed(t, format!("deferred: {reason}")));
+                }
                 PushOutcome::Permanent { code, message } => {
                     records.push(failed(t, format!("{code}: {message}")));
                 }

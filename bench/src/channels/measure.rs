@@ -94,7 +94,9 @@ impl Tally {
             self.pushes += 1;
             match outcome {
                 PushOutcome::Applied => self.outcomes.applied += 1,
-                PushOutcome::Transient { .. } => self.outcomes.transient += 1,
+                PushOutcome::Transient { .. } | PushOutcome::Deferred { .. } => {
+                    self.outcomes.transient += 1;
+                }
                 PushOutcome::Permanent { .. } => self.outcomes.permanent += 1,
             }
             if !matches!(outcome, PushOutcome::Applied) && self.first_failure.is_none() {

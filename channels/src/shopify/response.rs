@@ -223,7 +223,8 @@ fn worse(a: ItemResult, b: ItemResult) -> ItemResult {
         match r {
             ItemResult::Done(PushOutcome::Permanent { .. }) => 3,
             ItemResult::Stale { .. } => 2,
-            ItemResult::Done(PushOutcome::Transient { .. }) | ItemResult::Resend(_) => 1,
+            ItemResult::Done(PushOutcome::Transient { .. } | PushOutcome::Deferred { .. })
+            | ItemResult::Resend(_) => 1,
             ItemResult::Done(PushOutcome::Applied) => 0,
         }
     }

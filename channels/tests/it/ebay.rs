@@ -151,6 +151,9 @@ async fn ebay_per_item_failures_fan_out_to_their_skus() {
         let sku = p.sku.as_str();
         let latest = sb.latest(Channel::Ebay, sku);
         match o {
+            PushOutcome::Deferred { reason, .. } => {
+                panic!("nothing here is over a budget: {reason}")
+            }
             PushOutcome::Applied => {
                 applied += 1;
                 assert_eq!(latest, Some(p.quantity), "{sku} applied");
@@ -191,6 +194,9 @@ async fn ebay_concurrent_access_is_retried_until_applied() {
             let mut state = state.borrow_mut();
             for (p, o) in batch.into_iter().zip(outcomes) {
                 match o {
+                    PushOutcome::Deferred { reason, .. } => {
+                        panic!("nothing here is over a budget: {reason}")
+                    }
                     PushOutcome::Applied => {}
                     PushOutcome::Transient { .. } => {
                         state.1 += 1;
@@ -315,10 +321,7 @@ async fn ebay_a_hot_listing_spends_a_revision_budget_and_a_sell_out_still_goes_t
         .push(&[push("HOT-LISTING", 60, 31), push("CALM-LISTING", 5, 1)])
         .await;
     match &outcomes[0] {
-        PushOutcome::Transient {
-            retry_after: Some(wait),
-            reason,
-        } => {
+        PushOutcome::Deferred { wait, reason } => {
             assert!(
                 wait.abs_diff(budget.every()) < Duration::from_secs(2),
                 "{wait:?} against one revision every {:?}",

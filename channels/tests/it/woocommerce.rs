@@ -316,6 +316,9 @@ async fn woo_per_item_errors_fan_out_and_are_not_retried() {
         let sku = p.sku.as_str();
         let latest = sb.latest(Channel::Woocommerce, sku);
         match o {
+            PushOutcome::Deferred { reason, .. } => {
+                panic!("nothing here is over a budget: {reason}")
+            }
             PushOutcome::Applied => {
                 applied += 1;
                 assert_eq!(latest, Some(p.quantity), "{sku}");
@@ -364,6 +367,9 @@ async fn woo_host_throttling_and_outages_are_retried_until_applied() {
             let mut state = state.borrow_mut();
             for (p, o) in batch.into_iter().zip(outcomes) {
                 match o {
+                    PushOutcome::Deferred { reason, .. } => {
+                        panic!("nothing here is over a budget: {reason}")
+                    }
                     PushOutcome::Applied => {}
                     PushOutcome::Transient { .. } => {
                         state.1 += 1;

@@ -166,6 +166,17 @@ async fn a_hot_ebay_listing_waits_for_its_revision_budget_and_a_sell_out_goes_th
         &[(hot.to_owned(), 0), (calm.to_owned(), 0)],
     )
     .await;
+    // onhand_projector_events_total{channel="ebay",outcome=...}, 0 when not counted yet.
+    let ebay_events = |outcome: &str| {
+        let prefix =
+            format!(r#"onhand_projector_events_total{{channel="ebay",outcome="{outcome}"}} "#);
+        onhand_common::prometheus::render()
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let retried_before = ebay_events("retried");
     let running = h
         .projector(&h.settings(Sandboxed::Ebay, &[]), fast_config())
         .await;
@@ -250,6 +261,13 @@ async fn a_hot_ebay_listing_waits_for_its_revision_budget_and_a_sell_out_goes_th
         (lag() == Some(0.0)).then_some(())
     })
     .await;
+    // The put-off versions count as deferred, not as failures retried.
+    assert!(
+        ebay_events("deferred") >= 1.0,
+        "deferred: {}",
+        ebay_events("deferred")
+    );
+    assert_eq!(ebay_events("retried"), retried_before, "nothing failed");
     running.stop().await;
     let revisions: Vec<i64> = h
         .writes(Sandboxed::Ebay)
